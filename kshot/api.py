@@ -1,0 +1,56 @@
+"""The few calls most users need: build or load an index, select examples, assemble a prompt."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kshot.index.encoder import Encoder, SentenceTransformerEncoder
+from kshot.index.example_index import ExampleIndex
+from kshot.selector.base import SelectorSpec, build_selector
+from kshot.types import Example, Filter, Scored
+
+__all__ = ["build_index", "load_index", "select"]
+
+
+def build_index(
+    examples: Iterable[Example | Mapping[str, Any]],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    encoder: Encoder | None = None,
+    factory: str | None = None,
+    embeddings: Any = None,
+) -> ExampleIndex:
+    """Embed and index examples (dicts or :class:`Example`), saved to ``path`` when given.
+
+    ``model`` is any sentence-transformers name or path (default: the bundled all-MiniLM-L6-v2);
+    ``embeddings`` takes precomputed vectors instead of running the model over the corpus.
+    """
+    chosen = encoder or SentenceTransformerEncoder(model, device=device)
+    return ExampleIndex.build(examples, chosen, path=path, factory=factory, embeddings=embeddings)
+
+
+def load_index(
+    path: str | os.PathLike[str], *, model: str | None = None, device: str = "auto"
+) -> ExampleIndex:
+    """Open an index directory (see :meth:`ExampleIndex.load`)."""
+    return ExampleIndex.load(path, model=model, device=device)
+
+
+def select(
+    index: ExampleIndex,
+    query: str,
+    k: int = 4,
+    *,
+    selector: str | SelectorSpec = "similarity",
+    filter: Filter | None = None,
+    exclude: Iterable[str] = (),
+    **params: Any,
+) -> list[Scored]:
+    """Pick up to ``k`` examples for ``query`` with a registered selector and its parameters."""
+    return build_selector(index, selector, **params).select(
+        query, k, filter=filter, exclude=exclude
+    )

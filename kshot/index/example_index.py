@@ -1,0 +1,839 @@
+"""ExampleIndex: the example store, its vectors and its lexical index, kept in step.
+
+The SQLite store is the source of truth and every write commits there first; the in-memory columns
+(ids, labels, metadata postings, vectors), the FAISS index and the lexical index follow it. Reads
+take a shared lock and writes an exclusive one, so concurrent readers see the state before a write
+or after it, never half of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm.auto import tqdm
+
+from kshot._version import __version__
+from kshot.errors import (
+    ConfigError,
+    DataError,
+    EncoderMismatchError,
+    FilterError,
+    IndexFormatError,
+    NotFoundError,
+    QueryError,
+)
+from kshot.index.encoder import Encoder, encoder_from_name
+from kshot.index.filters import LABEL_FIELD, filter_values, normalize_text, value_key
+from kshot.index.lexical import LexicalIndex
+from kshot.index.manifest import IndexLayout, Manifest, atomic_write_bytes, fsync_dir, sha256
+from kshot.index.store import ExampleStore, StoredBatch
+from kshot.index.vectors import VectorIndex, choose_factory, exact_search
+from kshot.types import Example, Filter, Scored
+
+__all__ = ["ExampleIndex", "as_example", "normalize_text"]
+
+logger = logging.getLogger(__name__)
+
+Floats = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+#: Filtered searches over at most this many allowed examples scan them exactly in numpy.
+EXACT_FILTER_LIMIT = 50_000
+_INSERT_CHUNK = 20_000
+_RECALL_QUERIES = 200
+
+
+def as_example(row: Example | Mapping[str, Any], position: int = 0) -> Example:
+    """Coerce a mapping with ``input`` (and optional fields) into a validated :class:`Example`."""
+    if isinstance(row, Example):
+        example = row
+    elif isinstance(row, Mapping):
+        if "input" not in row:
+            raise DataError(
+                f"example {position} has no 'input' field (it has: {sorted(row)}); "
+                "every example needs an input text"
+            )
+        metadata = row.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise DataError(f"example {position}: 'metadata' must be an object, got {metadata!r}")
+        label = row.get("label")
+        example = Example(
+            input=str(row["input"]),
+            output="" if row.get("output") is None else str(row["output"]),
+            label=None if label is None else str(label),
+            metadata=dict(metadata),
+            id="" if row.get("id") is None else str(row["id"]),
+        )
+    else:
+        raise DataError(f"example {position} must be an Example or a mapping, got {row!r}")
+    if not isinstance(example.input, str) or not example.input.strip():
+        raise DataError(f"example {position} (id {example.id!r}) has an empty input")
+    return example
+
+
+class _RWLock:
+    """Many readers or one writer; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class _Columns:
+    """In-memory columns over slots; deleted slots stay as tombstones until compaction."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.n = 0
+        self.rows = np.empty(0, np.int64)
+        self.vectors = np.empty((0, dim), np.float32)
+        self.alive = np.empty(0, np.bool_)
+        self.label_codes = np.empty(0, np.int32)
+        self.ids: list[str] = []
+        self.inputs: list[str] = []
+        self.label_names: list[str] = []
+        self.label_index: dict[str, int] = {}
+        self.slot_of_id: dict[str, int] = {}
+        self.slots_of_text: dict[str, list[int]] = {}
+        self.postings: dict[str, dict[str, list[int]]] = {}
+        self.dead = 0
+
+    @property
+    def live(self) -> int:
+        return self.n - self.dead
+
+    def _reserve(self, extra: int) -> None:
+        need = self.n + extra
+        if need <= len(self.rows):
+            return
+        capacity = max(need, 2 * len(self.rows), 1024)
+        for name in ("rows", "alive", "label_codes"):
+            old = getattr(self, name)
+            grown = np.zeros(capacity, old.dtype)
+            grown[: self.n] = old[: self.n]
+            setattr(self, name, grown)
+        vectors = np.zeros((capacity, self.dim), np.float32)
+        vectors[: self.n] = self.vectors[: self.n]
+        self.vectors = vectors
+
+    def append(self, batch: StoredBatch) -> None:
+        count = len(batch.ids)
+        self._reserve(count)
+        start, end = self.n, self.n + count
+        self.rows[start:end] = batch.rows
+        self.vectors[start:end] = batch.embeddings
+        self.alive[start:end] = True
+        codes = self.label_codes
+        for offset, (ex_id, text, label, meta) in enumerate(
+            zip(batch.ids, batch.inputs, batch.labels, batch.metadata, strict=True)
+        ):
+            slot = start + offset
+            self.ids.append(ex_id)
+            self.inputs.append(text)
+            self.slot_of_id[ex_id] = slot
+            self.slots_of_text.setdefault(normalize_text(text), []).append(slot)
+            if label is None:
+                codes[slot] = -1
+            else:
+                code = self.label_index.get(label)
+                if code is None:
+                    code = self.label_index[label] = len(self.label_names)
+                    self.label_names.append(label)
+                codes[slot] = code
+            for key, value in meta.items():
+                self.postings.setdefault(key, {}).setdefault(value_key(value), []).append(slot)
+        self.n = end
+
+    def kill(self, slots: Iterable[int]) -> None:
+        for slot in slots:
+            if self.alive[slot]:
+                self.alive[slot] = False
+                self.dead += 1
+                del self.slot_of_id[self.ids[slot]]
+
+    def slots_of_rows(self, rows: Ints) -> npt.NDArray[np.intp]:
+        return np.searchsorted(self.rows[: self.n], rows).astype(np.intp)
+
+
+class ExampleIndex:
+    """A corpus of examples, embedded and searchable, persisted as one directory.
+
+    Build one with :meth:`build`, open one with :meth:`load`. Writes (:meth:`add`, :meth:`update`,
+    :meth:`delete`) are durable in the store when they return; :meth:`save` also writes the FAISS
+    file and the manifest, so that the next load need not rebuild the vectors.
+    """
+
+    def __init__(
+        self,
+        store: ExampleStore,
+        encoder: Encoder | None,
+        encoder_name: str,
+        vectors: VectorIndex,
+        columns: _Columns,
+        *,
+        path: Path | None = None,
+        recall_at_10: float | None = None,
+        device: str = "auto",
+    ) -> None:
+        self._store = store
+        self._encoder = encoder
+        self._encoder_name = encoder_name
+        self._device = device
+        self._vectors = vectors
+        self._columns = columns
+        self._lexical: LexicalIndex | None = None
+        self._lock = _RWLock()
+        self._encoder_lock = threading.Lock()
+        self._lexical_lock = threading.Lock()
+        self.path = path
+        self.recall_at_10 = recall_at_10
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        examples: Iterable[Example | Mapping[str, Any]],
+        encoder: Encoder,
+        *,
+        embeddings: npt.ArrayLike | None = None,
+        factory: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+        recall_target: float = 0.95,
+        seed: int = 0,
+    ) -> ExampleIndex:
+        """Embed ``examples`` (or take precomputed ``embeddings``) and index them.
+
+        ``factory`` is a FAISS factory string; by default exact ``Flat`` below 200k examples and
+        an IVF index above, with ``nprobe`` tuned to ``recall_target`` recall@10. With ``path``
+        the index is saved there and stays attached to that directory.
+        """
+        items = [as_example(row, i) for i, row in enumerate(examples)]
+        if not items:
+            raise DataError("the corpus is empty: give at least one example with an input")
+        _check_unique_ids(items)
+        vectors = _checked_embeddings(
+            embeddings, items, encoder, batch_size=batch_size, show_progress=show_progress
+        )
+        store = ExampleStore(None, dim=encoder.dim)
+        store.set_info("encoder", encoder.name)
+        store.set_info("dim", str(encoder.dim))
+        columns = _Columns(encoder.dim)
+        progress = tqdm(
+            total=len(items),
+            desc="storing",
+            unit="ex",
+            disable=not (show_progress or (show_progress is None and len(items) > 100_000)),
+        )
+        for start in range(0, len(items), _INSERT_CHUNK):
+            chunk = items[start : start + _INSERT_CHUNK]
+            chunk_vectors = vectors[start : start + _INSERT_CHUNK]
+            rows, ids = store.insert(chunk, chunk_vectors)
+            columns.append(_batch_of(rows, ids, chunk, chunk_vectors))
+            progress.update(len(chunk))
+        progress.close()
+        chosen = factory or choose_factory(len(items))
+        vector_index, recall = _build_vectors(columns, chosen, recall_target, seed)
+        index = cls(store, encoder, encoder.name, vector_index, columns, recall_at_10=recall)
+        if path is not None:
+            index.save(path)
+        return index
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        encoder: Encoder | None = None,
+        *,
+        model: str | None = None,
+        device: str = "auto",
+    ) -> ExampleIndex:
+        """Open an index directory.
+
+        The encoder named in the manifest is loaded on first use unless ``encoder`` is given; an
+        ``encoder`` or ``model`` other than the one the index was built with is refused. A vector
+        file that is missing, corrupt or out of date is rebuilt from the stored embeddings.
+        """
+        layout = IndexLayout(Path(path))
+        if not layout.root.is_dir():
+            raise IndexFormatError(f"{layout.root} is not a directory; build an index there first")
+        manifest = Manifest.read(layout.manifest)
+        _check_encoder(manifest, encoder, model, layout.root)
+        if not layout.store.is_file():
+            raise IndexFormatError(f"{layout.root} has a manifest but no {layout.store.name}")
+        store = ExampleStore(layout.store, dim=manifest.dim)
+        stored_name, stored_dim = store.get_info("encoder"), store.get_info("dim")
+        if stored_name != manifest.encoder or stored_dim != str(manifest.dim):
+            store.close()
+            raise IndexFormatError(
+                f"{layout.store} was written by encoder {stored_name!r} (dim {stored_dim}), but "
+                f"the manifest says {manifest.encoder!r} (dim {manifest.dim}); the index is "
+                "inconsistent: rebuild it"
+            )
+        columns = _Columns(manifest.dim)
+        for batch in store.iter_batches():
+            columns.append(batch)
+        vectors = _load_vectors(layout, manifest, store, columns)
+        return cls(
+            store,
+            encoder,
+            manifest.encoder,
+            vectors,
+            columns,
+            path=layout.root,
+            recall_at_10=manifest.recall_at_10,
+            device=device,
+        )
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder; an index loaded without one loads the manifest's model on first use."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = encoder_from_name(self._encoder_name, device=self._device)
+            return self._encoder
+
+    @property
+    def encoder_name(self) -> str:
+        """The name of the model the index was built with."""
+        return self._encoder_name
+
+    @property
+    def dim(self) -> int:
+        """The embedding dimension."""
+        return self._columns.dim
+
+    @property
+    def factory(self) -> str:
+        """The FAISS factory string of the vector index."""
+        return self._vectors.factory
+
+    def __len__(self) -> int:
+        return self._columns.live
+
+    def labels(self) -> dict[str, int]:
+        """How many live examples carry each label."""
+        with self._lock.read():
+            cols = self._columns
+            codes = cols.label_codes[: cols.n][cols.alive[: cols.n]]
+            counts = np.bincount(codes[codes >= 0], minlength=len(cols.label_names))
+            return {name: int(c) for name, c in zip(cols.label_names, counts, strict=True) if c}
+
+    def fields(self) -> list[str]:
+        """The fields filters can use: ``label`` and every metadata key seen."""
+        return [LABEL_FIELD, *sorted(self._columns.postings)]
+
+    def info(self) -> dict[str, Any]:
+        """Statistics for ``kshot index info`` and ``GET /v1/index``."""
+        return {
+            "path": None if self.path is None else str(self.path),
+            "count": len(self),
+            "encoder": self.encoder_name,
+            "dim": self.dim,
+            "factory": self.factory,
+            "nprobe": self._vectors.nprobe,
+            "recall_at_10": self.recall_at_10,
+            "labels": self.labels(),
+            "fields": self.fields(),
+            "kshot_version": __version__,
+        }
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold the shared lock: selectors read a consistent state inside it."""
+        with self._lock.read():
+            yield
+
+    # -- writes ----------------------------------------------------------------------------------
+    def add(
+        self,
+        examples: Iterable[Example | Mapping[str, Any]],
+        *,
+        embeddings: npt.ArrayLike | None = None,
+        batch_size: int = 64,
+    ) -> list[str]:
+        """Add examples; return their ids (assigned where empty). Durable when it returns."""
+        items = [as_example(row, i) for i, row in enumerate(examples)]
+        if not items:
+            return []
+        _check_unique_ids(items)
+        vectors = _checked_embeddings(
+            embeddings, items, self.encoder, batch_size=batch_size, show_progress=None
+        )
+        with self._lock.write():
+            taken = [ex.id for ex in items if ex.id and ex.id in self._columns.slot_of_id]
+            if taken:
+                raise DataError(
+                    f"example id {taken[0]!r} already exists in the index; "
+                    "use update to change it or choose another id"
+                )
+            rows, ids = self._store.insert(items, vectors)
+            self._columns.append(_batch_of(rows, ids, items, vectors))
+            self._vectors.add(rows, vectors)
+            if self._lexical is not None:
+                self._lexical.add(rows, [ex.input for ex in items])
+        return ids
+
+    def update(
+        self,
+        example_id: str,
+        *,
+        input: str | None = None,
+        output: str | None = None,
+        label: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Example:
+        """Change fields of one example; a new input is re-embedded. Returns the new example."""
+        with self._lock.write():
+            slot = self._slot_of(example_id)
+            old_row = int(self._columns.rows[slot])
+            current = self._store.fetch([old_row])[0]
+            changes: dict[str, Any] = {}
+            if input is not None:
+                changes["input"] = input
+            if output is not None:
+                changes["output"] = output
+            if label is not None:
+                changes["label"] = label
+            if metadata is not None:
+                changes["metadata"] = dict(metadata)
+            new = as_example(replace(current, **changes))
+            if new.input != current.input:
+                vector = self.encoder.encode([new.input])[0]
+            else:
+                vector = self._columns.vectors[slot].copy()
+            new_row = self._store.replace(old_row, new, vector)
+            self._columns.kill([slot])
+            rows = np.array([new_row], np.int64)
+            self._columns.append(_batch_of(rows, [new.id], [new], vector[None, :]))
+            self._vectors.remove(np.array([old_row], np.int64))
+            self._vectors.add(rows, vector[None, :])
+            if self._lexical is not None:
+                self._lexical.remove(np.array([old_row], np.int64))
+                self._lexical.add(rows, [new.input])
+            return new
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete examples by id; unknown ids raise and nothing is deleted. Returns the count."""
+        with self._lock.write():
+            unknown = [i for i in ids if i not in self._columns.slot_of_id]
+            if unknown:
+                raise NotFoundError(f"no example with id {unknown[0]!r} in the index")
+            slots = sorted({self._columns.slot_of_id[i] for i in ids})
+            rows = self._columns.rows[slots].copy()
+            self._store.delete([int(r) for r in rows])
+            self._columns.kill(slots)
+            self._vectors.remove(rows)
+            if self._lexical is not None:
+                self._lexical.remove(rows)
+            return len(slots)
+
+    def save(self, path: str | os.PathLike[str] | None = None, *, overwrite: bool = False) -> Path:
+        """Persist the index atomically and return its directory.
+
+        Saving to the directory the index lives in rewrites the vector file and the manifest (the
+        store is already durable). Saving elsewhere writes a complete copy beside the target and
+        renames it into place; an existing index there is replaced only with ``overwrite``.
+        """
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ConfigError("this index has no directory yet: pass save(path)")
+        with self._lock.write():
+            if self._vectors_need_rebuild():
+                self._vectors, _ = _build_vectors(self._columns, self.factory, 0.95, 0)
+            if self.path is not None and target.resolve() == self.path.resolve():
+                self._store.checkpoint()
+                self._write_vectors_and_manifest(IndexLayout(target))
+                return target
+            return self._save_copy(target, overwrite)
+
+    def _save_copy(self, target: Path, overwrite: bool) -> Path:
+        if target.exists() and not overwrite:
+            raise ConfigError(f"{target} already exists; pass overwrite=True to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        )
+        try:
+            layout = IndexLayout(staging)
+            self._store.backup_to(layout.store)
+            self._write_vectors_and_manifest(layout)
+            fsync_dir(staging)
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(staging, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, target)
+            fsync_dir(target.parent)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._store.close()
+        self._store = ExampleStore(IndexLayout(target).store, dim=self.dim)
+        self.path = target
+        return target
+
+    def _write_vectors_and_manifest(self, layout: IndexLayout) -> None:
+        fd, tmp_name = tempfile.mkstemp(dir=layout.root, prefix=".vectors.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            self._vectors.save(tmp)
+            digest = sha256(tmp)
+            os.replace(tmp, layout.vectors)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        manifest = Manifest(
+            kshot_version=__version__,
+            encoder=self.encoder_name,
+            dim=self.dim,
+            factory=self.factory,
+            count=len(self),
+            generation=self._store.generation,
+            vectors_sha256=digest,
+            nprobe=self._vectors.nprobe,
+            recall_at_10=self.recall_at_10,
+        )
+        atomic_write_bytes(layout.manifest, manifest.to_json().encode("utf-8"))
+
+    def _vectors_need_rebuild(self) -> bool:
+        cols = self._columns
+        return self._vectors.ntotal != cols.live or cols.dead > max(1000, cols.n // 4)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def get(self, ids: Sequence[str]) -> list[Example]:
+        """Return the examples with these ids, in order; an unknown id raises NotFoundError."""
+        with self._lock.read():
+            slots = [self._slot_of(i) for i in ids]
+            return self._store.fetch([int(self._columns.rows[s]) for s in slots])
+
+    def examples_at(self, slots: Sequence[int]) -> list[Example]:
+        """The examples at in-memory slots (call inside :meth:`reading`)."""
+        return self._store.fetch([int(self._columns.rows[s]) for s in slots])
+
+    def __iter__(self) -> Iterator[Example]:
+        with self._lock.read():
+            live = np.flatnonzero(self._columns.alive[: self._columns.n])
+        for start in range(0, len(live), 1000):
+            yield from self.examples_at(live[start : start + 1000].tolist())
+
+    def _slot_of(self, example_id: str) -> int:
+        slot = self._columns.slot_of_id.get(example_id)
+        if slot is None:
+            raise NotFoundError(f"no example with id {example_id!r} in the index")
+        return slot
+
+    def encode_queries(self, queries: Sequence[str]) -> Floats:
+        """Validate and encode query texts (empty or whitespace-only queries raise)."""
+        for position, query in enumerate(queries):
+            if not isinstance(query, str) or not query.strip():
+                raise QueryError(
+                    f"query {position} is empty or whitespace only; give some text to select for"
+                )
+        return self.encoder.encode(list(queries))
+
+    def check_query_vectors(self, vectors: npt.ArrayLike) -> Floats:
+        """Validate precomputed query vectors: 2-D, the index's dimension, finite."""
+        array = np.asarray(vectors, dtype=np.float32)
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2 or array.shape[1] != self.dim:
+            raise QueryError(
+                f"query vectors have shape {array.shape}; this index needs (n, {self.dim})"
+            )
+        if not np.isfinite(array).all():
+            raise QueryError("query vectors contain NaN or infinity")
+        return array
+
+    # The methods below are the selectors' view of the index; call them inside `reading()`.
+    @property
+    def n_slots(self) -> int:
+        """How many slots the columns use, tombstones included."""
+        return self._columns.n
+
+    def resolve(self, filter: Filter | None = None, exclude: Iterable[str] = ()) -> Mask | None:
+        """The mask of slots a request may return, or ``None`` for every live example."""
+        cols = self._columns
+        wanted = filter_values(filter)
+        excluded = [cols.slot_of_id[i] for i in exclude if i in cols.slot_of_id]
+        if not wanted and not excluded:
+            return None
+        mask = cols.alive[: cols.n].copy()
+        for field, values in wanted.items():
+            mask &= self._field_mask(field, values)
+        if excluded:
+            mask[excluded] = False
+        return mask
+
+    def _field_mask(self, field: str, values: list[Any]) -> Mask:
+        cols = self._columns
+        if field == LABEL_FIELD:
+            codes = [cols.label_index[str(v)] for v in values if str(v) in cols.label_index]
+            return np.isin(cols.label_codes[: cols.n], np.array(codes, np.int32))
+        postings = cols.postings.get(field)
+        if postings is None:
+            raise FilterError(
+                f"no example has the field {field!r}; fields you can filter on: {self.fields()}"
+            )
+        mask = np.zeros(cols.n, np.bool_)
+        for value in values:
+            slots = postings.get(value_key(value))
+            if slots:
+                mask[slots] = True
+        return mask
+
+    def vector_search(self, queries: Floats, k: int, mask: Mask | None) -> tuple[Floats, Ints]:
+        """Top-k live slots by cosine similarity, inside ``mask``; ``-1`` pads short rows."""
+        cols = self._columns
+        m = len(queries)
+        scores = np.full((m, k), -np.inf, np.float32)
+        slots = np.full((m, k), -1, np.int64)
+        if k <= 0:
+            return scores, slots
+        allowed = None if mask is None else np.flatnonzero(mask)
+        if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
+            found_scores, positions = exact_search(queries, cols.vectors[allowed], k)
+            width = found_scores.shape[1]
+            scores[:, :width] = found_scores
+            slots[:, :width] = allowed[positions]
+            return scores, slots
+        allowed_rows = None if allowed is None else cols.rows[allowed]
+        found_scores, rows = self._vectors.search(queries, k, allowed_rows=allowed_rows)
+        valid = rows >= 0
+        scores[valid] = found_scores[valid]
+        slots[valid] = cols.slots_of_rows(rows[valid])
+        return scores, slots
+
+    def slot_vectors(self, slots: npt.ArrayLike) -> Floats:
+        """The stored vectors at ``slots``."""
+        return self._columns.vectors[np.asarray(slots, np.intp)]
+
+    def slot_rows(self, slots: npt.ArrayLike) -> Ints:
+        """The store rows at ``slots`` (the keys of the lexical index)."""
+        return self._columns.rows[np.asarray(slots, np.intp)]
+
+    def slots_of_rows(self, rows: Ints) -> npt.NDArray[np.intp]:
+        """The slots holding store ``rows``."""
+        return self._columns.slots_of_rows(rows)
+
+    def slot_text(self, slot: int) -> str:
+        """The input text at ``slot``."""
+        return self._columns.inputs[slot]
+
+    def slot_labels(self, slots: npt.ArrayLike) -> npt.NDArray[np.int32]:
+        """Label codes at ``slots`` (``-1`` for no label); see :meth:`label_name`."""
+        return self._columns.label_codes[np.asarray(slots, np.intp)]
+
+    def label_name(self, code: int) -> str | None:
+        """The label of a label code."""
+        return None if code < 0 else self._columns.label_names[code]
+
+    def label_code(self, label: str) -> int | None:
+        """The code of a label, or ``None`` when no example carries it."""
+        return self._columns.label_index.get(label)
+
+    def live_slots(self, mask: Mask | None) -> npt.NDArray[np.intp]:
+        """Every live slot inside ``mask``, ascending."""
+        cols = self._columns
+        alive = cols.alive[: cols.n]
+        return np.flatnonzero(alive if mask is None else alive & mask)
+
+    def slots_matching_text(self, text: str) -> list[int]:
+        """Live slots whose input equals ``text`` after :func:`normalize_text`."""
+        slots = self._columns.slots_of_text.get(normalize_text(text), [])
+        return [s for s in slots if self._columns.alive[s]]
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The lexical index over example inputs, built on first use and kept in step."""
+        with self._lexical_lock:
+            if self._lexical is None:
+                cols = self._columns
+                live = np.flatnonzero(cols.alive[: cols.n])
+                lexical = LexicalIndex()
+                lexical.add(cols.rows[live], [cols.inputs[s] for s in live])
+                self._lexical = lexical
+            return self._lexical
+
+    def search(
+        self,
+        queries: str | Sequence[str],
+        k: int,
+        *,
+        filter: Filter | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[list[Scored]]:
+        """Nearest examples by cosine similarity for each query, filters applied before top-k."""
+        from kshot.selector.similarity import SimilaritySelector
+
+        texts = [queries] if isinstance(queries, str) else list(queries)
+        return SimilaritySelector(self).select_batch(texts, k, filter=filter, exclude=exclude)
+
+
+def _check_unique_ids(items: Sequence[Example]) -> None:
+    seen: dict[str, int] = {}
+    for position, example in enumerate(items):
+        if not example.id:
+            continue
+        if example.id in seen:
+            raise DataError(
+                f"duplicate example id {example.id!r} at examples {seen[example.id]} and "
+                f"{position}; ids must be unique"
+            )
+        seen[example.id] = position
+
+
+def _checked_embeddings(
+    embeddings: npt.ArrayLike | None,
+    items: Sequence[Example],
+    encoder: Encoder,
+    *,
+    batch_size: int,
+    show_progress: bool | None,
+) -> Floats:
+    if embeddings is None:
+        return encoder.encode(
+            [ex.input for ex in items], batch_size=batch_size, show_progress=show_progress
+        )
+    array = np.asarray(embeddings, dtype=np.float32)
+    if array.ndim != 2 or array.shape != (len(items), encoder.dim):
+        raise DataError(
+            f"embeddings have shape {array.shape}; expected ({len(items)}, {encoder.dim}) "
+            f"for {len(items)} examples and encoder {encoder.name!r}"
+        )
+    if not np.isfinite(array).all():
+        raise DataError("embeddings contain NaN or infinity")
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise DataError("embeddings contain all-zero rows, which have no direction")
+    return np.ascontiguousarray(array / norms, dtype=np.float32)
+
+
+def _batch_of(rows: Ints, ids: list[str], items: Sequence[Example], vectors: Floats) -> StoredBatch:
+    return StoredBatch(
+        rows=rows,
+        ids=ids,
+        inputs=[ex.input for ex in items],
+        labels=[ex.label for ex in items],
+        metadata=[json.loads(json.dumps(dict(ex.metadata))) for ex in items],
+        embeddings=vectors,
+    )
+
+
+def _build_vectors(
+    columns: _Columns, factory: str, recall_target: float, seed: int
+) -> tuple[VectorIndex, float | None]:
+    live = np.flatnonzero(columns.alive[: columns.n])
+    vectors = columns.vectors[live]
+    rows = columns.rows[live]
+    index = VectorIndex.create(columns.dim, factory)
+    rng = np.random.default_rng(seed)
+    if not index.is_trained:
+        sample = vectors[rng.choice(len(vectors), size=min(len(vectors), 100_000), replace=False)]
+        index.train(sample)
+    index.add(rows, vectors)
+    if index.is_trained and factory.startswith("IVF"):
+        picks = rng.choice(len(vectors), size=min(len(vectors), _RECALL_QUERIES), replace=False)
+        queries = vectors[picks]
+        _, exact = exact_search(queries, vectors, 10)
+        stats = index.tune(queries, rows[exact], 10, recall_target)
+        return index, stats.recall_at_10
+    return index, None
+
+
+def _check_encoder(
+    manifest: Manifest, encoder: Encoder | None, model: str | None, root: Path
+) -> None:
+    asked = encoder.name if encoder is not None else model
+    if asked is not None and asked != manifest.encoder:
+        raise EncoderMismatchError(
+            f"{root} was built with encoder {manifest.encoder!r} (dim {manifest.dim}), not "
+            f"{asked!r}; load it without naming a model, or rebuild it with {asked!r}"
+        )
+    if encoder is not None and encoder.dim != manifest.dim:
+        raise EncoderMismatchError(
+            f"{root} holds vectors of dimension {manifest.dim}, but encoder {encoder.name!r} "
+            f"makes dimension {encoder.dim}"
+        )
+
+
+def _load_vectors(
+    layout: IndexLayout, manifest: Manifest, store: ExampleStore, columns: _Columns
+) -> VectorIndex:
+    problem: str | None = None
+    if not layout.vectors.is_file():
+        problem = "is missing"
+    elif manifest.generation != store.generation or manifest.count != columns.live:
+        problem = "is out of date with the example store"
+    elif sha256(layout.vectors) != manifest.vectors_sha256:
+        problem = "does not match its checksum (corrupt)"
+    if problem is None:
+        try:
+            vectors = VectorIndex.load(layout.vectors, manifest.factory, nprobe=manifest.nprobe)
+        except IndexFormatError:
+            problem = "cannot be read by FAISS"
+        else:
+            if vectors.ntotal == columns.live and vectors.dim == manifest.dim:
+                return vectors
+            problem = "holds a different number of vectors than the store"
+    message = (
+        f"{layout.vectors} {problem}; rebuilding it from the stored embeddings "
+        "(no re-embedding). Save the index to keep the rebuilt file."
+    )
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    rebuilt, _ = _build_vectors(columns, manifest.factory, 0.95, 0)
+    if rebuilt.factory.startswith("IVF") and manifest.nprobe:
+        rebuilt.nprobe = max(rebuilt.nprobe or 1, manifest.nprobe)
+    return rebuilt

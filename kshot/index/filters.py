@@ -1,0 +1,55 @@
+"""Filters on ``label`` and metadata fields, resolved to masks over index slots.
+
+A filter maps a field to one value (equality) or to a list, tuple or set of values (membership);
+all entries must hold. ``label`` means the example's label; any other key names a top-level
+metadata field. Values compare by their JSON form, so ``1`` and ``"1"`` differ.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kshot.errors import FilterError
+
+__all__ = ["LABEL_FIELD", "filter_values", "normalize_text", "value_key"]
+
+LABEL_FIELD = "label"
+
+
+def normalize_text(text: str) -> str:
+    """The form in which two inputs count as the same text: NFKC, case-folded, spaces folded."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def value_key(value: Any) -> str:
+    """The canonical key of a metadata value (its sorted-key JSON form)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def filter_values(filter: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    """Normalise a filter into ``field -> accepted values``; malformed filters raise."""
+    if filter is None:
+        return {}
+    if not isinstance(filter, Mapping):
+        raise FilterError(
+            f"a filter must map fields to values, got {type(filter).__name__}; "
+            'example: {"label": "card_arrival"} or {"label": ["a", "b"]}'
+        )
+    out: dict[str, list[Any]] = {}
+    for field, wanted in filter.items():
+        if not isinstance(field, str) or not field:
+            raise FilterError(f"filter field names must be non-empty strings, got {field!r}")
+        if isinstance(wanted, (list, tuple, set, frozenset)):
+            values: Sequence[Any] = sorted(wanted, key=value_key)
+        elif isinstance(wanted, Mapping):
+            raise FilterError(
+                f"filter on {field!r}: a value must be a JSON scalar or a list of them, "
+                f"got an object {dict(wanted)!r}"
+            )
+        else:
+            values = [wanted]
+        out[field] = list(values)
+    return out

@@ -1,0 +1,284 @@
+"""The example store: SQLite, the source of truth for examples, metadata and embeddings.
+
+Every write is one transaction, so a process killed half-way leaves the old state or the new one.
+Rows carry an internal ``row`` key (monotonic, never reused) that the vector and lexical indexes
+use; an update writes a new row under the same example id, so those indexes only ever append and
+delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from kshot.errors import DataError, IndexFormatError
+from kshot.types import Example
+
+__all__ = ["ExampleStore", "StoredBatch"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS examples (
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    input TEXT NOT NULL,
+    output TEXT NOT NULL,
+    label TEXT,
+    metadata TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A batch of stored rows, in row order, as loaded into the in-memory indexes."""
+
+    rows: npt.NDArray[np.int64]
+    ids: list[str]
+    inputs: list[str]
+    labels: list[str | None]
+    metadata: list[dict[str, Any]]
+    embeddings: npt.NDArray[np.float32]
+
+
+def _dump_metadata(example: Example, position: int) -> str:
+    try:
+        return json.dumps(dict(example.metadata), ensure_ascii=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"example {position} (id {example.id!r}): metadata must hold JSON values only ({exc})"
+        ) from exc
+
+
+class ExampleStore:
+    """SQLite storage of examples and their embeddings; ``path=None`` keeps it in memory."""
+
+    def __init__(self, path: Path | None, *, dim: int) -> None:
+        self.path = path
+        self.dim = dim
+        self._lock = threading.RLock()
+        target = ":memory:" if path is None else str(path)
+        try:
+            self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+            if path is not None:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"{target} is not a kshot example store: {exc}") from exc
+
+    # -- info ------------------------------------------------------------------------------------
+    def get_info(self, key: str) -> str | None:
+        """Read one entry of the info table."""
+        with self._lock:
+            found = self._conn.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
+        return None if found is None else str(found[0])
+
+    def set_info(self, key: str, value: str) -> None:
+        """Write one entry of the info table."""
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        """A counter bumped by every write; the vector file records the one it matches."""
+        return int(self.get_info("generation") or 0)
+
+    def _bump(self) -> None:
+        self._conn.execute(
+            "INSERT INTO info VALUES ('generation', '1') ON CONFLICT(key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    # -- writes ----------------------------------------------------------------------------------
+    def insert(
+        self, examples: Sequence[Example], embeddings: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.int64], list[str]]:
+        """Insert examples in one transaction; return their rows and (possibly assigned) ids."""
+        if embeddings.shape != (len(examples), self.dim):
+            raise DataError(
+                f"embeddings have shape {embeddings.shape}, expected ({len(examples)}, {self.dim})"
+            )
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                found = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name='examples'"
+                ).fetchone()
+                first = (int(found[0]) if found else 0) + 1
+                rows = np.arange(first, first + len(examples), dtype=np.int64)
+                ids = [ex.id or f"ex{row}" for ex, row in zip(examples, rows, strict=True)]
+                payload = [
+                    (
+                        int(row),
+                        ex_id,
+                        ex.input,
+                        ex.output,
+                        ex.label,
+                        _dump_metadata(ex, i),
+                        embeddings[i].astype(np.float32).tobytes(),
+                    )
+                    for i, (ex, row, ex_id) in enumerate(zip(examples, rows, ids, strict=True))
+                ]
+                conn.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?)", payload)
+                self._bump()
+                conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK")
+                raise DataError(self._explain_duplicate(ids, exc)) from exc
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return rows, ids
+
+    def _explain_duplicate(self, ids: list[str], exc: sqlite3.IntegrityError) -> str:
+        seen: set[str] = set()
+        for ex_id in ids:
+            if ex_id in seen:
+                return f"duplicate example id {ex_id!r} in the batch; ids must be unique"
+            seen.add(ex_id)
+        taken = [i for i in ids if self.rows_of([i])[0] is not None]
+        if taken:
+            return (
+                f"example id {taken[0]!r} already exists in the index; "
+                "use update to change it or choose another id"
+            )
+        return f"could not insert examples: {exc}"
+
+    def delete(self, rows: Sequence[int]) -> None:
+        """Delete rows in one transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "DELETE FROM examples WHERE row=?", [(int(r),) for r in rows]
+                )
+                self._bump()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def replace(self, old_row: int, example: Example, embedding: npt.NDArray[np.float32]) -> int:
+        """Replace a row by a new one with the same id, in one transaction; return the new row."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("DELETE FROM examples WHERE row=?", (int(old_row),))
+                cursor = self._conn.execute(
+                    "INSERT INTO examples (id, input, output, label, metadata, embedding) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        example.id,
+                        example.input,
+                        example.output,
+                        example.label,
+                        _dump_metadata(example, 0),
+                        embedding.astype(np.float32).tobytes(),
+                    ),
+                )
+                self._bump()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
+
+    def rows_of(self, ids: Sequence[str]) -> list[int | None]:
+        """Map example ids to rows (``None`` where absent)."""
+        with self._lock:
+            out: list[int | None] = []
+            for ex_id in ids:
+                found = self._conn.execute(
+                    "SELECT row FROM examples WHERE id=?", (ex_id,)
+                ).fetchone()
+                out.append(None if found is None else int(found[0]))
+            return out
+
+    def fetch(self, rows: Sequence[int]) -> list[Example]:
+        """Return the examples stored at ``rows``, in that order (rows must exist)."""
+        if not len(rows):
+            return []
+        with self._lock:
+            found: dict[int, Example] = {}
+            wanted = [int(r) for r in rows]
+            for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                for row, ex_id, text, output, label, meta in self._conn.execute(
+                    f"SELECT row, id, input, output, label, metadata FROM examples "
+                    f"WHERE row IN ({marks})",
+                    chunk,
+                ):
+                    found[int(row)] = Example(
+                        id=ex_id, input=text, output=output, label=label, metadata=json.loads(meta)
+                    )
+        return [found[r] for r in wanted]
+
+    def iter_batches(self, batch_size: int = 50_000) -> Iterator[StoredBatch]:
+        """Yield every stored row in row order, in batches, embeddings included."""
+        last = 0
+        while True:
+            with self._lock:
+                records = self._conn.execute(
+                    "SELECT row, id, input, label, metadata, embedding FROM examples "
+                    "WHERE row > ? ORDER BY row LIMIT ?",
+                    (last, batch_size),
+                ).fetchall()
+            if not records:
+                return
+            blob = b"".join(r[5] for r in records)
+            embeddings = np.frombuffer(blob, dtype=np.float32)
+            if embeddings.size != len(records) * self.dim:
+                raise IndexFormatError(
+                    f"stored embeddings do not have dimension {self.dim}; the store is corrupt"
+                )
+            yield StoredBatch(
+                rows=np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records)),
+                ids=[r[1] for r in records],
+                inputs=[r[2] for r in records],
+                labels=[r[3] for r in records],
+                metadata=[json.loads(r[4]) for r in records],
+                embeddings=embeddings.reshape(len(records), self.dim).copy(),
+            )
+            last = int(records[-1][0])
+
+    # -- files -----------------------------------------------------------------------------------
+    def backup_to(self, path: Path) -> None:
+        """Copy the whole database to ``path`` (a consistent snapshot, fsynced)."""
+        with self._lock:
+            target = sqlite3.connect(str(path))
+            try:
+                self._conn.backup(target)
+            finally:
+                target.close()
+        with path.open("rb+") as handle:
+            os.fsync(handle.fileno())
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file."""
+        if self.path is not None:
+            with self._lock:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()

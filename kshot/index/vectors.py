@@ -1,0 +1,203 @@
+"""The FAISS vector index: a cache of the stored embeddings, keyed by store row.
+
+Inner product over L2-normalised vectors (cosine similarity). The index type is a FAISS factory
+string: exact ``Flat`` below :data:`APPROX_THRESHOLD` vectors, an inverted-file index above, whose
+``nprobe`` is tuned at build time until recall@k against exact search reaches a target.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from kshot.errors import ConfigError, IndexFormatError
+
+__all__ = ["APPROX_THRESHOLD", "VectorIndex", "choose_factory", "exact_search"]
+
+logger = logging.getLogger(__name__)
+
+#: Below this many vectors an exact flat scan is both fast enough and simplest.
+APPROX_THRESHOLD = 200_000
+
+Floats = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.int64]
+
+
+def choose_factory(n: int) -> str:
+    """Pick a FAISS factory string for ``n`` vectors: exact below the threshold, IVF above."""
+    if n < APPROX_THRESHOLD:
+        return "Flat"
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    return f"IVF{nlist},Flat"
+
+
+def exact_search(queries: Floats, vectors: Floats, k: int) -> tuple[Floats, npt.NDArray[np.intp]]:
+    """Exact top-k inner product of each query against ``vectors``; ties by lower position.
+
+    Returns ``(scores, positions)`` of shape ``(m, min(k, n))``.
+    """
+    n = vectors.shape[0]
+    k = min(k, n)
+    if k == 0:
+        return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.intp)
+    scores = queries @ vectors.T
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(n), (len(queries), n))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    positions = np.take_along_axis(part, order, axis=1)
+    # argpartition picks an arbitrary member among equal scores at the cut; recover the lowest.
+    kth = np.take_along_axis(scores, positions[:, -1:], axis=1)
+    ties = (scores == kth).sum(axis=1) > (np.take_along_axis(scores, positions, axis=1) == kth).sum(
+        axis=1
+    )
+    for row in np.flatnonzero(ties):
+        above = np.flatnonzero(scores[row] > kth[row, 0])
+        equal = np.flatnonzero(scores[row] == kth[row, 0])
+        pick = np.concatenate([above, equal[: k - len(above)]])
+        pick = pick[np.lexsort((pick, -scores[row, pick]))]
+        positions[row] = pick
+    return np.take_along_axis(scores, positions, axis=1).astype(np.float32), positions
+
+
+@dataclass
+class SearchStats:
+    """What build-time tuning measured, recorded in the manifest."""
+
+    nprobe: int | None = None
+    recall_at_10: float | None = None
+
+
+class VectorIndex:
+    """A FAISS index of unit vectors keyed by int64 store rows."""
+
+    def __init__(self, index: Any, factory: str, *, nprobe: int | None = None) -> None:
+        self._index = index
+        self.factory = factory
+        self.nprobe = nprobe
+        self._dead: set[int] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, dim: int, factory: str) -> VectorIndex:
+        """Make an empty index from a FAISS factory string (``Flat``, ``IVF1024,Flat``, ...)."""
+        description = factory if factory.startswith("IVF") else f"IDMap2,{factory}"
+        try:
+            index = faiss.index_factory(dim, description, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"FAISS cannot build factory string {factory!r}: {str(exc).splitlines()[0]}; "
+                "try 'Flat', 'IVF1024,Flat' or 'HNSW32,Flat'"
+            ) from exc
+        return cls(index, factory)
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self._index.d)
+
+    @property
+    def ntotal(self) -> int:
+        """How many vectors the index holds (deleted ones included where FAISS cannot remove)."""
+        return int(self._index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether the index needs no (more) training."""
+        return bool(self._index.is_trained)
+
+    def train(self, sample: Floats) -> None:
+        """Train an approximate index on a sample of vectors."""
+        if not self.is_trained:
+            self._index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+    def add(self, rows: Ints, vectors: Floats) -> None:
+        """Add vectors under their rows."""
+        if vectors.shape[1] != self.dim:
+            raise ConfigError(
+                f"vectors have dimension {vectors.shape[1]}, the index holds dimension {self.dim}"
+            )
+        with self._lock:
+            self._index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32),
+                np.ascontiguousarray(rows, dtype=np.int64),
+            )
+
+    def remove(self, rows: Ints) -> None:
+        """Remove rows; index types that cannot remove hide them from searches instead."""
+        with self._lock:
+            try:
+                self._index.remove_ids(np.ascontiguousarray(rows, dtype=np.int64))
+            except RuntimeError:
+                self._dead.update(int(r) for r in rows)
+
+    def search(
+        self, queries: Floats, k: int, *, allowed_rows: Ints | None = None
+    ) -> tuple[Floats, Ints]:
+        """Top-k rows per query (``-1`` pads short rows), restricted to ``allowed_rows``."""
+        selector: Any = None
+        if allowed_rows is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
+        elif self._dead:
+            dead = np.fromiter(self._dead, dtype=np.int64, count=len(self._dead))
+            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead))
+        # `selector` stays referenced here for the whole search, as FAISS requires.
+        params: Any = None
+        if self.factory.startswith("IVF"):
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.nprobe or 1
+        elif selector is not None:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        scores, rows = self._index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
+        )
+        return scores.astype(np.float32), rows.astype(np.int64)
+
+    def tune(self, queries: Floats, exact_rows: Ints, k: int, target: float) -> SearchStats:
+        """Raise ``nprobe`` until recall@k against ``exact_rows`` reaches ``target``."""
+        if not self.factory.startswith("IVF"):
+            return SearchStats()
+        nlist = int(faiss.extract_index_ivf(self._index).nlist)
+        nprobe, recall = 1, 0.0
+        while True:
+            self.nprobe = nprobe
+            _, found = self.search(queries, k)
+            hits = sum(len(set(a) & set(b)) for a, b in zip(found, exact_rows, strict=True))
+            recall = hits / exact_rows.size
+            if recall >= target or nprobe >= nlist:
+                break
+            nprobe = min(nlist, nprobe * 2)
+        logger.info("tuned %s: nprobe %d, recall@%d %.3f", self.factory, nprobe, k, recall)
+        return SearchStats(nprobe=nprobe, recall_at_10=recall)
+
+    def save(self, path: Path) -> None:
+        """Write the index to ``path`` (the caller makes the write atomic)."""
+        if self._dead:
+            raise ConfigError(
+                f"{self.factory} cannot remove vectors; rebuild the index before saving"
+            )
+        faiss.write_index(self._index, str(path))
+        with path.open("rb+") as handle:
+            os.fsync(handle.fileno())
+
+    @classmethod
+    def load(cls, path: Path, factory: str, *, nprobe: int | None = None) -> VectorIndex:
+        """Read an index file; a file FAISS cannot read raises :class:`IndexFormatError`."""
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise IndexFormatError(f"{path} is not a readable FAISS index") from exc
+        return cls(index, factory, nprobe=nprobe)

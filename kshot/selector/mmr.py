@@ -1,0 +1,56 @@
+"""``mmr``: maximal marginal relevance over the ``fetch_k`` nearest candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kshot.index.example_index import Mask
+from kshot.selector._math import mmr_batch
+from kshot.selector.base import BaseSelector, Param, register
+from kshot.selector.similarity import available
+
+__all__ = ["MMRSelector"]
+
+
+@register("mmr")
+class MMRSelector(BaseSelector):
+    """Relevant and diverse: trade similarity to the query against similarity to picks so far.
+
+    Filters apply to the candidate search itself, so filtered requests stay filtered (LangChain's
+    MMR selector drops the filter). Scores are the cosine similarity to the query; the order is
+    MMR's pick order.
+    """
+
+    description = "maximal marginal relevance: relevant to the query, diverse among themselves"
+    params = (
+        Param("lambda", float, 0.5, "1 = pure similarity, 0 = pure diversity", 0.0, 1.0),
+        Param("fetch_k", int, 20, "nearest candidates MMR re-ranks (at least k)", 1, 10_000),
+    )
+
+    def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
+        vectors = self.index.encode_queries(queries)
+        fetch_k = max(int(self.config["fetch_k"]), k)
+        pools = self.ranked_with_refill(
+            queries,
+            fetch_k,
+            lambda n: self.index.vector_search(vectors, n, mask),
+            available(self, mask),
+        )
+        width = max((len(p) for p in pools), default=0)
+        if width == 0:
+            return [[] for _ in queries]
+        slots = np.zeros((len(queries), width), np.int64)
+        relevance = np.zeros((len(queries), width), np.float32)
+        valid = np.zeros((len(queries), width), np.bool_)
+        for i, pool in enumerate(pools):
+            slots[i, : len(pool)] = [s for s, _ in pool]
+            relevance[i, : len(pool)] = [score for _, score in pool]
+            valid[i, : len(pool)] = True
+        candidates = self.index.slot_vectors(slots.reshape(-1)).reshape(len(queries), width, -1)
+        order = mmr_batch(
+            None, candidates, k, float(self.config["lambda"]), relevance=relevance, valid=valid
+        )
+        return [
+            [(int(slots[i, j]), float(relevance[i, j])) for j in row if j >= 0]
+            for i, row in enumerate(order)
+        ]
