@@ -1,0 +1,268 @@
+"""Reading and writing corpora of examples.
+
+:func:`read_examples` reads JSON lines (``.jsonl``, ``.json``), CSV (``.csv``), TSV (``.tsv``) and
+Parquet (``.parquet``, needs ``pyarrow``) into :class:`~kshot.types.Example` values, checking every
+row; :func:`write_jsonl` writes examples back as JSON lines, atomically.
+
+Row numbers in error messages are 1-based: the line number for JSON lines, the data row (header
+not counted) for CSV, TSV and Parquet.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kshot.errors import DataError, missing_extra
+from kshot.types import Example
+
+__all__ = ["SUPPORTED_SUFFIXES", "read_examples", "write_jsonl"]
+
+logger = logging.getLogger(__name__)
+
+#: File name endings :func:`read_examples` understands (compared case-insensitively).
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+
+# (row number, row) pairs as each reader yields them.
+_Rows = Iterator[tuple[int, Mapping[str, Any]]]
+
+
+def read_examples(
+    path: str | os.PathLike[str],
+    *,
+    input_field: str = "input",
+    output_field: str = "output",
+    label_field: str = "label",
+    id_field: str = "id",
+    metadata_fields: Sequence[str] | None = None,
+) -> list[Example]:
+    """Read a corpus file into examples, in file order.
+
+    The format follows the file name: ``.jsonl`` / ``.json`` (one JSON object per line; a
+    ``.json`` file holding one JSON array of objects is read too), ``.csv``, ``.tsv`` (both with a
+    header row) or ``.parquet`` (needs ``pyarrow``).
+
+    Each row must have a non-empty ``input_field``. ``output_field`` defaults to ``""`` and
+    ``label_field`` to ``None`` when missing; labels are converted to ``str``. Ids come from
+    ``id_field`` (converted to ``str``) when present, else stay ``""`` for the index to assign.
+    Metadata: a JSON row's ``metadata`` object when present, plus the columns named in
+    ``metadata_fields`` (when given) that the row has.
+
+    Raises:
+        DataError: the file is missing, empty or of an unknown type; a row lacks the input or has
+            an empty one; a JSON line is malformed; an id appears twice. The message names the
+            file, the row number and the field.
+        MissingDependencyError: a ``.parquet`` file and ``pyarrow`` is not installed.
+    """
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DataError(
+            f"{file}: unsupported file type {file.suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if not file.is_file():
+        raise DataError(f"{file}: no such file")
+
+    if suffix in (".jsonl", ".json"):
+        rows = _json_rows(file)
+    elif suffix in (".csv", ".tsv"):
+        rows = _delimited_rows(file, "\t" if suffix == ".tsv" else ",")
+    else:
+        rows = _parquet_rows(file)
+
+    extra = tuple(metadata_fields) if metadata_fields is not None else ()
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    for number, row in rows:
+        example = _to_example(
+            file,
+            number,
+            row,
+            input_field=input_field,
+            output_field=output_field,
+            label_field=label_field,
+            id_field=id_field,
+            metadata_fields=extra,
+        )
+        if example.id:
+            first = seen.setdefault(example.id, number)
+            if first != number:
+                raise DataError(
+                    f"{file}: duplicate id {example.id!r} in rows {first} and {number}; "
+                    "ids must be unique within a file"
+                )
+        examples.append(example)
+    if not examples:
+        raise DataError(f"{file} holds no examples")
+    logger.debug("read %d examples from %s", len(examples), file)
+    return examples
+
+
+def write_jsonl(examples: Iterable[Example], path: str | os.PathLike[str]) -> int:
+    """Write examples as JSON lines ``{id, input, output, label, metadata}``; return the count.
+
+    The file is written to a temporary file in the same directory, flushed, synced and then
+    renamed over ``path``, so readers never see a half-written file. Missing parent directories
+    are created.
+
+    Raises:
+        DataError: an example's metadata is not JSON-serialisable (the message names the id).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    count = 0
+    try:
+        # mkstemp makes the file private (0600); give it the usual mode of the file it replaces.
+        os.chmod(tmp_name, target.stat().st_mode & 0o777 if target.exists() else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            for example in examples:
+                try:
+                    line = json.dumps(example.to_dict(), ensure_ascii=False)
+                except (TypeError, ValueError) as exc:
+                    raise DataError(
+                        f"example {example.id or count + 1!r} cannot be written as JSON: {exc}"
+                    ) from exc
+                handle.write(line + "\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    logger.debug("wrote %d examples to %s", count, target)
+    return count
+
+
+# --- readers -------------------------------------------------------------------------------
+
+
+def _json_rows(file: Path) -> _Rows:
+    text = file.read_text(encoding="utf-8-sig")
+    if file.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{file}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
+        for number, row in enumerate(data, start=1):
+            yield number, _require_object(file, number, row)
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{file}: malformed JSON on line {number}: {exc.msg}") from exc
+        yield number, _require_object(file, number, row)
+
+
+def _require_object(file: Path, number: int, row: object) -> Mapping[str, Any]:
+    if not isinstance(row, dict):
+        raise DataError(
+            f"{file}: row {number} is a JSON {type(row).__name__}, not an object "
+            "with an input field"
+        )
+    return row
+
+
+def _delimited_rows(file: Path, delimiter: str) -> _Rows:
+    with file.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        try:
+            for number, row in enumerate(reader, start=1):
+                if None in row:
+                    raise DataError(
+                        f"{file}: row {number} has more fields than the header "
+                        f"({len(reader.fieldnames or [])} columns)"
+                    )
+                if not any(value for value in row.values()):
+                    continue  # a blank line
+                # Short rows give None for the missing columns: treat those as absent.
+                yield number, {key: value for key, value in row.items() if value is not None}
+        except csv.Error as exc:
+            raise DataError(f"{file}: malformed row near line {reader.line_num}: {exc}") from exc
+
+
+def _parquet_rows(file: Path) -> _Rows:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise missing_extra("pyarrow", "bench") from exc
+    try:
+        table = pq.read_table(file)
+    except Exception as exc:
+        raise DataError(f"{file}: not a readable Parquet file: {exc}") from exc
+    for number, row in enumerate(table.to_pylist(), start=1):
+        yield number, {key: value for key, value in row.items() if value is not None}
+
+
+# --- row checking --------------------------------------------------------------------------
+
+
+def _to_example(
+    file: Path,
+    number: int,
+    row: Mapping[str, Any],
+    *,
+    input_field: str,
+    output_field: str,
+    label_field: str,
+    id_field: str,
+    metadata_fields: tuple[str, ...],
+) -> Example:
+    fields = ", ".join(sorted(row)) or "none"
+    raw_input = row.get(input_field)
+    if raw_input is None:
+        raise DataError(
+            f"{file}: row {number} has no {input_field!r} field (it has: {fields}); "
+            "pass input_field= to read another column"
+        )
+    text = _scalar_text(file, number, input_field, raw_input)
+    if not text.strip():
+        raise DataError(f"{file}: row {number} has an empty {input_field!r} field")
+
+    raw_output = row.get(output_field)
+    output = "" if raw_output is None else _scalar_text(file, number, output_field, raw_output)
+
+    raw_label = row.get(label_field)
+    label = None if raw_label is None else _scalar_text(file, number, label_field, raw_label)
+    if label == "" and file.suffix.lower() in (".csv", ".tsv"):
+        label = None  # an empty cell: CSV cannot say "no label" otherwise
+
+    raw_id = row.get(id_field)
+    example_id = "" if raw_id is None else _scalar_text(file, number, id_field, raw_id).strip()
+
+    metadata: dict[str, Any] = {}
+    raw_metadata = row.get("metadata")
+    if raw_metadata is not None and file.suffix.lower() in (".jsonl", ".json"):
+        if not isinstance(raw_metadata, dict):
+            raise DataError(
+                f"{file}: row {number} has a 'metadata' field that is a "
+                f"{type(raw_metadata).__name__}, not an object"
+            )
+        metadata.update(raw_metadata)
+    for name in metadata_fields:
+        if name in row:
+            metadata[name] = row[name]
+
+    return Example(input=text, output=output, label=label, metadata=metadata, id=example_id)
+
+
+def _scalar_text(file: Path, number: int, field: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    raise DataError(
+        f"{file}: row {number} field {field!r} is a {type(value).__name__}; "
+        "expected a string or a number"
+    )

@@ -1,0 +1,300 @@
+from __future__ import annotations
+
+import itertools
+import time
+
+import bm25s
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kshot.errors import ConfigError, DataError, NotFoundError, QueryError
+from kshot.index.lexical import LexicalIndex, tokenize
+from kshot.selector._math import jaccard
+
+WORDS = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango"]
+texts_st = st.lists(
+    st.lists(st.sampled_from(WORDS), min_size=0, max_size=6).map(" ".join),
+    min_size=1,
+    max_size=25,
+)
+
+
+def brute_jaccard(
+    texts: dict[int, str],
+    query: str,
+    k: int,
+    allowed: set[int] | None = None,
+    exclude: set[int] | None = None,
+    ngram: int = 1,
+) -> tuple[list[int], list[float]]:
+    q = set(tokenize(query, ngram))
+    rows = [
+        (-jaccard(q, set(tokenize(t, ngram))), rid)
+        for rid, t in texts.items()
+        if (allowed is None or rid in allowed) and (exclude is None or rid not in exclude)
+    ]
+    rows.sort()
+    top = rows[:k]
+    return [r for _, r in top], [-s for s, _ in top]
+
+
+def build(texts: list[str], start: int = 0, **kw: object) -> tuple[LexicalIndex, dict[int, str]]:
+    idx = LexicalIndex(**kw)  # type: ignore[arg-type]
+    rowids = np.arange(start, start + len(texts), dtype=np.int64) * 3
+    idx.add(rowids, texts)
+    return idx, dict(zip(rowids.tolist(), texts, strict=True))
+
+
+# ---------------------------------------------------------------- tokenisation
+
+
+def test_tokenize_nfkc_casefold_ngrams() -> None:
+    assert tokenize("Straße ＡＢＣ ﬁne,  x_y 42!") == ["strasse", "abc", "fine", "x_y", "42"]
+    assert tokenize("a b c", ngram=3) == ["a", "b", "c", "a b", "b c", "a b c"]
+    assert tokenize("   ") == []
+    with pytest.raises(ConfigError):
+        tokenize("a", ngram=0)
+
+
+# ---------------------------------------------------------------- jaccard
+
+
+@settings(max_examples=80)
+@given(
+    texts_st,
+    st.lists(st.sampled_from([*WORDS, "zzz"]), max_size=5).map(" ".join),
+    st.integers(1, 30),
+)
+def test_jaccard_matches_python_sets(texts: list[str], query: str, k: int) -> None:
+    idx, by_id = build(texts)
+    ids, scores = idx.jaccard_top_k(query, k)
+    exp_ids, exp_scores = brute_jaccard(by_id, query, k)
+    assert ids.tolist() == exp_ids
+    np.testing.assert_allclose(scores, exp_scores)
+    assert ids.dtype == np.int64
+
+
+@settings(max_examples=60)
+@given(
+    texts_st,
+    st.lists(st.sampled_from(WORDS), max_size=4).map(" ".join),
+    st.integers(1, 12),
+    st.data(),
+)
+def test_allowed_exclude_and_fill(
+    texts: list[str], query: str, k: int, data: st.DataObject
+) -> None:
+    idx, by_id = build(texts)
+    all_ids = sorted(by_id)
+    allowed = data.draw(st.none() | st.sets(st.sampled_from(all_ids)))
+    exclude = data.draw(st.none() | st.sets(st.sampled_from(all_ids)))
+    ids, scores = idx.jaccard_top_k(
+        query,
+        k,
+        allowed=None if allowed is None else np.array(sorted(allowed), dtype=np.int64),
+        exclude=None if exclude is None else np.array(list(exclude), dtype=np.int64),
+    )
+    exp_ids, exp_scores = brute_jaccard(by_id, query, k, allowed, exclude)
+    assert ids.tolist() == exp_ids
+    np.testing.assert_allclose(scores, exp_scores)
+    n_allowed = len(
+        [r for r in all_ids if (allowed is None or r in allowed) and r not in (exclude or set())]
+    )
+    assert len(ids) == min(k, n_allowed)
+
+
+def test_fill_with_zero_score_in_rowid_order() -> None:
+    idx, _ = build(["apple", "banana", "cherry apple", "date", "fig"])
+    ids, scores = idx.jaccard_top_k("apple", 4)
+    assert ids.tolist() == [0, 6, 3, 9]
+    assert scores.tolist() == [1.0, 0.5, 0.0, 0.0]
+    ids, scores = idx.jaccard_top_k("!!!", 2, exclude=np.array([0]))
+    assert ids.tolist() == [3, 6] and scores.tolist() == [0.0, 0.0]
+
+
+def test_ties_by_ascending_rowid() -> None:
+    idx = LexicalIndex()
+    idx.add(np.array([5, 7, 9, 11]), ["a b", "a b", "a c", "a b"])
+    ids, _ = idx.jaccard_top_k("a b", 3)
+    assert ids.tolist() == [5, 7, 11]
+    ids, _ = idx.bm25_top_k("a b", 3)
+    assert ids.tolist() == [5, 7, 11]
+
+
+@settings(max_examples=40)
+@given(texts_st, st.lists(st.integers(1, 6), min_size=1, max_size=6), st.data())
+def test_incremental_equals_from_scratch(
+    texts: list[str], step_sizes: list[int], data: st.DataObject
+) -> None:
+    idx = LexicalIndex(merge_factor=2, max_segments=3)
+    by_id: dict[int, str] = {}
+    pos = 0
+    rid = 0
+    steps = itertools.cycle(step_sizes)
+    while pos < len(texts):
+        n = next(steps)
+        chunk = texts[pos : pos + n]
+        ids = np.arange(rid, rid + len(chunk), dtype=np.int64)
+        idx.add(ids, chunk)
+        by_id.update(zip(ids.tolist(), chunk, strict=True))
+        pos += n
+        rid += len(chunk) + 2
+        if by_id and data.draw(st.booleans()):
+            gone = data.draw(st.sets(st.sampled_from(sorted(by_id)), max_size=3))
+            idx.remove(np.array(sorted(gone), dtype=np.int64))
+            for g in gone:
+                del by_id[g]
+    assert len(idx) == len(by_id)
+    scratch = LexicalIndex()
+    scratch.add(np.array(sorted(by_id), dtype=np.int64), [by_id[i] for i in sorted(by_id)])
+    for query in ["apple banana", "fig", "kiwi lemon mango", ""]:
+        for k in (1, 3, 50):
+            a = idx.jaccard_top_k(query, k)
+            b = scratch.jaccard_top_k(query, k)
+            assert a[0].tolist() == b[0].tolist()
+            np.testing.assert_allclose(a[1], b[1])
+            c = idx.bm25_top_k(query, k)
+            d = scratch.bm25_top_k(query, k)
+            assert c[0].tolist() == d[0].tolist()
+            np.testing.assert_allclose(c[1], d[1], rtol=1e-6)
+    assert idx.rowids().tolist() == sorted(by_id)
+    idx.compact()
+    assert idx.n_segments <= 1
+    assert (
+        idx.jaccard_top_k("apple", 5)[0].tolist() == scratch.jaccard_top_k("apple", 5)[0].tolist()
+    )
+
+
+def test_write_validation() -> None:
+    idx, _ = build(["a", "b"])
+    with pytest.raises(DataError):
+        idx.add(np.array([3]), ["again"])  # not above the largest id (3)
+    with pytest.raises(DataError):
+        idx.add(np.array([10, 10]), ["x", "y"])
+    with pytest.raises(DataError):
+        idx.add(np.array([10]), ["x", "y"])
+    with pytest.raises(NotFoundError):
+        idx.remove(np.array([0, 1]))
+    assert len(idx) == 2  # nothing removed by the failed call
+    idx.remove(np.array([0]))
+    with pytest.raises(NotFoundError):
+        idx.remove(np.array([0]))
+    with pytest.raises(QueryError):
+        idx.jaccard_top_k("a", 0)
+    with pytest.raises(ConfigError):
+        LexicalIndex(method="nope")
+    assert idx.nbytes > 0
+
+
+def test_ngram_jaccard() -> None:
+    texts = ["new york city", "york new city", "los angeles"]
+    idx, by_id = build(texts, ngram=2)
+    ids, scores = idx.jaccard_top_k("new york", 3)
+    exp_ids, exp_scores = brute_jaccard(by_id, "new york", 3, ngram=2)
+    assert ids.tolist() == exp_ids
+    np.testing.assert_allclose(scores, exp_scores)
+    assert ids[0] == 0
+
+
+# ---------------------------------------------------------------- BM25
+
+
+def test_bm25_agrees_with_bm25s() -> None:
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(40)]
+    texts = [" ".join(rng.choice(vocab, size=rng.integers(1, 12))) for _ in range(200)]
+    queries = [" ".join(rng.choice(vocab, size=3)) for _ in range(20)]
+    for method in ("lucene", "robertson", "atire", "bm25+"):
+        idx, _ = build(texts, k1=1.2, b=0.6, method=method)
+        ref = bm25s.BM25(k1=1.2, b=0.6, method=method)
+        ref.index([tokenize(t) for t in texts], show_progress=False)
+        for q in queries:
+            ref_scores = ref.get_scores(tokenize(q))
+            ids, scores = idx.bm25_top_k(q, 10)
+            order = sorted(range(len(texts)), key=lambda i: (-ref_scores[i], i))[:10]
+            assert ids.tolist() == [3 * i for i in order]
+            np.testing.assert_allclose(scores, ref_scores[order], rtol=1e-6)
+
+
+def test_bm25_allowed_exclude_fill_and_batch() -> None:
+    texts = ["apple apple banana", "banana", "cherry", "apple", "date"]
+    idx, _ = build(texts)
+    ids, scores = idx.bm25_top_k("apple", 5)
+    assert ids.tolist()[:2] in ([0, 9], [9, 0])
+    assert ids.tolist()[2:] == [3, 6, 12] and scores.tolist()[2:] == [0.0, 0.0, 0.0]
+    ids, _ = idx.bm25_top_k("apple", 5, allowed=np.array([12, 3, 9, 100]), exclude=np.array([9]))
+    assert ids.tolist() == [3, 12]
+    batch = idx.bm25_top_k_batch(["apple", "cherry"], 2, exclude=[np.array([0]), None])
+    assert batch[0][0].tolist() == idx.bm25_top_k("apple", 2, exclude=np.array([0]))[0].tolist()
+    assert batch[1][0].tolist() == idx.bm25_top_k("cherry", 2)[0].tolist()
+    jb = idx.jaccard_top_k_batch(["apple", "cherry"], 2, allowed=np.array([3, 6]))
+    assert [r[0].tolist() for r in jb] == [[3, 6], [6, 3]]
+    # a write invalidates BM25 (global IDF), and the next query sees it
+    idx.add(np.array([20]), ["cherry cherry"])
+    assert idx.bm25_top_k("cherry", 1)[0].tolist() in ([6], [20])
+    idx.remove(np.array([6, 20]))
+    assert 6 not in idx.bm25_top_k("cherry", 5)[0].tolist()
+
+
+def test_empty_index() -> None:
+    idx = LexicalIndex()
+    assert idx.jaccard_top_k("a", 3)[0].tolist() == []
+    assert idx.bm25_top_k("a", 3)[0].tolist() == []
+    assert len(idx) == 0
+
+
+def test_sanity_timing() -> None:
+    """Prints per-query timings with ``-s``; asserts nothing about speed."""
+    rng = np.random.default_rng(0)
+    vocab = np.array([f"w{i}" for i in range(20000)])
+    p = 1.0 / np.arange(1, 20001) ** 1.1
+    p /= p.sum()
+    n = 20000
+    words = rng.choice(vocab, size=(n, 10), p=p)
+    texts = [" ".join(r) for r in words]
+    idx = LexicalIndex()
+    t0 = time.perf_counter()
+    idx.add(np.arange(n), texts)
+    build_s = time.perf_counter() - t0
+    queries = [" ".join(rng.choice(vocab, size=6, p=p)) for _ in range(50)]
+    t0 = time.perf_counter()
+    for q in queries:
+        idx.jaccard_top_k(q, 8)
+    jac = (time.perf_counter() - t0) / len(queries)
+    idx.bm25_top_k(queries[0], 8)
+    t0 = time.perf_counter()
+    for q in queries:
+        idx.bm25_top_k(q, 8)
+    bm = (time.perf_counter() - t0) / len(queries)
+    print(f"\n{n} docs: build {build_s:.2f}s, jaccard {jac * 1e3:.2f} ms, bm25 {bm * 1e3:.2f} ms")
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_jaccard_pruned_path_exact_on_zipf_corpus(k: int) -> None:
+    """Large postings take the bincount + count-level pruning path; compare to brute force."""
+    rng = np.random.default_rng(k)
+    vocab = [f"w{i}" for i in range(300)]
+    p = 1.0 / np.arange(1, 301) ** 1.1
+    p /= p.sum()
+    texts = [" ".join(rng.choice(vocab, size=rng.integers(1, 9), p=p)) for _ in range(3000)]
+    idx = LexicalIndex(merge_factor=1, max_segments=4)
+    by_id: dict[int, str] = {}
+    for start in range(0, 3000, 700):
+        ids = np.arange(start, min(3000, start + 700), dtype=np.int64)
+        idx.add(ids, texts[start : start + 700])
+        by_id.update(zip(ids.tolist(), texts[start : start + 700], strict=True))
+    gone = rng.choice(3000, size=300, replace=False)
+    idx.remove(gone)
+    for g in gone.tolist():
+        del by_id[g]
+    allowed = set(rng.choice(sorted(by_id), size=1500, replace=False).tolist())
+    for _ in range(15):
+        query = " ".join(rng.choice(vocab, size=rng.integers(1, 7), p=p)) + " unseen"
+        for allow in (None, allowed):
+            arr = None if allow is None else np.array(sorted(allow), dtype=np.int64)
+            ids_, scores = idx.jaccard_top_k(query, k, allowed=arr, exclude=np.array([5, 6]))
+            exp_ids, exp_scores = brute_jaccard(by_id, query, k, allow, {5, 6})
+            assert ids_.tolist() == exp_ids
+            np.testing.assert_allclose(scores, exp_scores)
