@@ -1,0 +1,389 @@
+"""The ``kshot`` command line: data, index, select, prompt, serve, bench and demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kshot.errors import ConfigError, KshotError
+
+app = typer.Typer(
+    name="kshot",
+    help="Dynamic in-context example selection: pick the k examples that help a model most.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Fetch the bundled public data sets as JSONL.", no_args_is_help=True)
+index_app = typer.Typer(help="Build, inspect and change example indexes.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: quality against fine-tuning, speed.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(index_app, name="index")
+app.add_typer(bench_app, name="bench")
+
+logger = logging.getLogger("kshot")
+
+IndexDir = Annotated[Path, typer.Argument(help="Index directory.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _parse_value(text: str) -> Any:
+    """A CLI value: JSON when it parses (numbers, true, quoted strings), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {pair!r} must look like name=value")
+        out[key] = value if what == "--param" else _parse_value(value)
+    return out
+
+
+def _parse_filter(pairs: list[str]) -> dict[str, Any] | None:
+    """Repeating ``--filter field=value`` for one field means membership (any of the values)."""
+    merged: dict[str, list[Any]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--filter {pair!r} must look like field=value")
+        merged.setdefault(key, []).append(_parse_value(value))
+    return {k: v[0] if len(v) == 1 else v for k, v in merged.items()} or None
+
+
+def _field_options(
+    input_field: str, output_field: str, label_field: str, id_field: str, metadata_fields: str
+) -> dict[str, Any]:
+    return {
+        "input_field": input_field,
+        "output_field": output_field,
+        "label_field": label_field,
+        "id_field": id_field,
+        "metadata_fields": [f for f in metadata_fields.split(",") if f] or None,
+    }
+
+
+InputField = Annotated[str, typer.Option(help="Column holding the example input.")]
+OutputField = Annotated[str, typer.Option(help="Column holding the example output.")]
+LabelField = Annotated[str, typer.Option(help="Column holding the label.")]
+IdField = Annotated[str, typer.Option(help="Column holding the example id.")]
+MetadataFields = Annotated[
+    str, typer.Option(help="Comma-separated columns to keep as metadata (JSONL: plus 'metadata').")
+]
+
+
+# -- data ------------------------------------------------------------------------------------------
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="banking77, clinc150, movie-sentiment or boolq.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.")],
+    split: Annotated[str, typer.Option(help="train, dev or test.")] = "train",
+) -> None:
+    """Download (once, cached and checked by sha256) a data set split and write it as JSONL."""
+    from kshot.data import fetch_dataset
+
+    count = fetch_dataset(name, split, out)
+    typer.echo(f"wrote {count} examples of {name}/{split} to {out}")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the data sets kshot can fetch."""
+    from kshot.data import DATASETS
+
+    for name, info in DATASETS.items():
+        typer.echo(f"{name:16} {info.description}")
+
+
+# -- index -----------------------------------------------------------------------------------------
+@index_app.command("build")
+def index_build(
+    source: Annotated[Path, typer.Argument(help="Corpus: .jsonl, .csv, .tsv or .parquet.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create.")],
+    input_field: InputField = "input",
+    output_field: OutputField = "output",
+    label_field: LabelField = "label",
+    id_field: IdField = "id",
+    metadata_fields: MetadataFields = "",
+    model: Annotated[
+        str | None, typer.Option(help="sentence-transformers model name or path.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")] = "auto",
+    factory: Annotated[
+        str | None, typer.Option(help="FAISS factory string (default: by corpus size).")
+    ] = None,
+    embeddings: Annotated[
+        Path | None, typer.Option(help="Precomputed embeddings (.npy, one row per example).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
+) -> None:
+    """Embed a corpus and write an index directory."""
+    import time
+
+    import numpy as np
+
+    from kshot.corpus import read_examples
+    from kshot.index import ExampleIndex, SentenceTransformerEncoder
+
+    examples = read_examples(
+        source, **_field_options(input_field, output_field, label_field, id_field, metadata_fields)
+    )
+    vectors = None if embeddings is None else np.load(embeddings, mmap_mode="r")
+    encoder = SentenceTransformerEncoder(model, device=device)
+    started = time.perf_counter()
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    index = ExampleIndex.build(examples, encoder, embeddings=vectors, factory=factory)
+    index.save(out, overwrite=overwrite)
+    seconds = time.perf_counter() - started
+    typer.echo(
+        f"indexed {len(index)} examples into {out} in {seconds:.1f} s "
+        f"({len(index) / max(seconds, 1e-9):.0f} rows/s; {index.factory}, {index.encoder_name})"
+    )
+
+
+@index_app.command("info")
+def index_info(path: IndexDir, as_json: JsonFlag = False) -> None:
+    """Show what an index holds."""
+    from kshot.index import ExampleIndex
+
+    info = ExampleIndex.load(path).info()
+    if as_json:
+        _echo_json(info)
+        return
+    for key, value in info.items():
+        if key == "labels":
+            top = sorted(value.items(), key=lambda item: -item[1])[:10]
+            more = f" (+{len(value) - 10} more)" if len(value) > 10 else ""
+            value = ", ".join(f"{k}: {v}" for k, v in top) + more
+        typer.echo(f"{key:14} {value}")
+
+
+@index_app.command("add")
+def index_add(
+    path: IndexDir,
+    source: Annotated[Path, typer.Argument(help="Corpus file with the examples to add.")],
+    input_field: InputField = "input",
+    output_field: OutputField = "output",
+    label_field: LabelField = "label",
+    id_field: IdField = "id",
+    metadata_fields: MetadataFields = "",
+) -> None:
+    """Add examples to an index (no rebuild)."""
+    from kshot.corpus import read_examples
+    from kshot.index import ExampleIndex
+
+    examples = read_examples(
+        source, **_field_options(input_field, output_field, label_field, id_field, metadata_fields)
+    )
+    index = ExampleIndex.load(path)
+    ids = index.add(examples)
+    index.save()
+    typer.echo(f"added {len(ids)} examples; the index holds {len(index)}")
+
+
+@index_app.command("delete")
+def index_delete(
+    path: IndexDir, ids: Annotated[list[str], typer.Argument(help="Example ids to delete.")]
+) -> None:
+    """Delete examples by id (no rebuild)."""
+    from kshot.index import ExampleIndex
+
+    index = ExampleIndex.load(path)
+    removed = index.delete(ids)
+    index.save()
+    typer.echo(f"deleted {removed} examples; the index holds {len(index)}")
+
+
+# -- select / prompt -------------------------------------------------------------------------------
+K = Annotated[int, typer.Option("-k", "--k", help="How many examples.")]
+SelectorName = Annotated[str, typer.Option("--selector", "-s", help="A registered selector.")]
+Params = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="Selector parameter name=value.")
+]
+Filters = Annotated[
+    list[str] | None,
+    typer.Option("--filter", "-f", help="field=value; repeat a field for any-of."),
+]
+Excludes = Annotated[list[str] | None, typer.Option("--exclude", help="Example id to leave out.")]
+
+
+@app.command("select")
+def select_cmd(
+    path: IndexDir,
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    k: K = 4,
+    selector: SelectorName = "similarity",
+    param: Params = None,
+    filter: Filters = None,
+    exclude: Excludes = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Select the k examples for a query."""
+    from kshot.index import ExampleIndex
+    from kshot.selector import build_selector
+
+    index = ExampleIndex.load(path)
+    chosen = build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
+        query, k, filter=_parse_filter(filter or []), exclude=exclude or []
+    )
+    if as_json:
+        _echo_json({"examples": [s.to_dict() for s in chosen]})
+        return
+    for rank, scored in enumerate(chosen, 1):
+        ex = scored.example
+        typer.echo(f"{rank:>2}. [{scored.score:.3f}] {ex.id} ({ex.label}) {ex.input}")
+
+
+@app.command("selectors")
+def selectors_cmd(as_json: JsonFlag = False) -> None:
+    """List the registered selectors and their parameters."""
+    from kshot.selector import available_selectors
+
+    listing = {
+        name: {
+            "description": cls.description,
+            "params": {p.name: p.schema() for p in cls.params},
+        }
+        for name, cls in available_selectors().items()
+    }
+    if as_json:
+        _echo_json(listing)
+        return
+    for name, entry in listing.items():
+        typer.echo(f"{name:12} {entry['description']}")
+        for pname, schema in entry["params"].items():
+            bounds = "".join(
+                f" {key}={schema[key]}" for key in ("minimum", "maximum", "enum") if key in schema
+            )
+            typer.echo(
+                f"{'':14}{pname} ({schema['type']}, default {schema['default']!r}{bounds}): "
+                f"{schema['description']}"
+            )
+
+
+@app.command("prompt")
+def prompt_cmd(
+    path: IndexDir,
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    k: K = 4,
+    selector: SelectorName = "similarity",
+    param: Params = None,
+    filter: Filters = None,
+    exclude: Excludes = None,
+    format: Annotated[str, typer.Option("--format", help="text or chat.")] = "text",
+    order: Annotated[
+        str, typer.Option(help="similar_last, similar_first or random.")
+    ] = "similar_last",
+    max_tokens: Annotated[int | None, typer.Option(help="Token budget of the prompt.")] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Tokenizer (name or path) for the budget; default: the bundled LM's."),
+    ] = None,
+    instructions: Annotated[str, typer.Option(help="Text placed before the examples.")] = "",
+    seed: Annotated[int, typer.Option(help="Seed for the random order.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Select examples for a query and assemble the prompt."""
+    from kshot.index import ExampleIndex
+    from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate, default_counter
+    from kshot.selector import build_selector
+
+    if format not in ("text", "chat"):
+        raise ConfigError(f"--format must be 'text' or 'chat', got {format!r}")
+    index = ExampleIndex.load(path)
+    chosen = build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
+        query, k, filter=_parse_filter(filter or []), exclude=exclude or []
+    )
+    counter = HFTokenCounter(tokenizer) if tokenizer else default_counter()
+    assembler = PromptAssembler(PromptTemplate(instructions=instructions), counter)
+    prompt = assembler.assemble(
+        query,
+        chosen,
+        order=order,
+        max_tokens=max_tokens,
+        format="chat" if format == "chat" else "text",
+        seed=seed,
+    )
+    if as_json:
+        _echo_json(prompt.to_dict())
+        return
+    if prompt.text is not None:
+        typer.echo(prompt.text)
+    else:
+        for message in prompt.messages or ():
+            typer.echo(f"[{message['role']}] {message['content']}")
+    dropped = f", dropped {list(prompt.dropped_ids)}" if prompt.dropped_ids else ""
+    typer.echo(f"\n-- {len(prompt.examples)} examples, {prompt.token_count} tokens{dropped}")
+
+
+# -- serve -----------------------------------------------------------------------------------------
+@app.command("serve")
+def serve_cmd(
+    path: IndexDir,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    auth: Annotated[str, typer.Option(help="writes: key guards writes; all: every call.")] = "",
+    allow_anonymous_writes: Annotated[
+        bool, typer.Option(help="Accept writes without an API key (KSHOT_API_KEY unset).")
+    ] = False,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer for token budgets.")] = None,
+    device: Annotated[str, typer.Option(help="Encoder device.")] = "",
+) -> None:
+    """Serve selections and assembled prompts over HTTP (settings also from KSHOT_* variables)."""
+    from kshot.server import ServerSettings, serve
+
+    overrides: dict[str, Any] = {"index": path, "host": host, "port": port, "workers": workers}
+    if auth:
+        overrides["auth"] = auth
+    if allow_anonymous_writes:
+        overrides["allow_anonymous_writes"] = True
+    if tokenizer:
+        overrides["tokenizer"] = tokenizer
+    if device:
+        overrides["device"] = device
+    serve(ServerSettings(**overrides))
+
+
+# -- demo ------------------------------------------------------------------------------------------
+@app.command("demo")
+def demo_cmd(
+    questions: Annotated[int, typer.Option(help="How many BANKING77 test questions.")] = 5,
+    k: K = 4,
+    model: Annotated[
+        bool, typer.Option(help="Ask the bundled language model (SmolLM2-135M-Instruct).")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Which test questions (seeded draw).")] = 0,
+) -> None:
+    """The end-to-end demo on BANKING77: select, assemble, ask the model, check the answer."""
+    from kshot.demo import run_demo
+
+    run_demo(questions=questions, k=k, use_model=model, seed=seed)
+
+
+def main() -> None:
+    """Entry point of the ``kshot`` console script: KshotError becomes one line and exit 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KshotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
