@@ -5,7 +5,7 @@ prompt. The public API is listed in ``__all__``; everything else is private.
 """
 
 from kshot._version import __version__
-from kshot.api import build_index, load_index, select
+from kshot.api import assemble, build_index, load_index, select
 from kshot.errors import (
     BudgetError,
     ConfigError,
@@ -23,6 +23,7 @@ from kshot.errors import (
     UnknownSelectorError,
 )
 from kshot.index import ExampleIndex, HashingEncoder, SentenceTransformerEncoder
+from kshot.prompt import Order, PromptAssembler, PromptTemplate
 from kshot.selector import SelectorSpec, available_selectors, build_selector, register
 from kshot.types import Example, Prompt, Scored
 
@@ -41,7 +42,10 @@ __all__ = [
     "MissingDependencyError",
     "ModelError",
     "NotFoundError",
+    "Order",
     "Prompt",
+    "PromptAssembler",
+    "PromptTemplate",
     "QueryError",
     "Scored",
     "SelectorSpec",
@@ -49,6 +53,7 @@ __all__ = [
     "TemplateError",
     "UnknownSelectorError",
     "__version__",
+    "assemble",
     "available_selectors",
     "build_index",
     "build_selector",

@@ -8,10 +8,11 @@ from typing import Any
 
 from kshot.index.encoder import Encoder, SentenceTransformerEncoder
 from kshot.index.example_index import ExampleIndex
+from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate, TokenCounter
 from kshot.selector.base import SelectorSpec, build_selector
-from kshot.types import Example, Filter, Scored
+from kshot.types import Example, Filter, Prompt, PromptFormat, Scored
 
-__all__ = ["build_index", "load_index", "select"]
+__all__ = ["assemble", "build_index", "load_index", "select"]
 
 
 def build_index(
@@ -53,4 +54,26 @@ def select(
     """Pick up to ``k`` examples for ``query`` with a registered selector and its parameters."""
     return build_selector(index, selector, **params).select(
         query, k, filter=filter, exclude=exclude
+    )
+
+
+def assemble(
+    query: str | Example,
+    examples: Iterable[Scored],
+    *,
+    template: PromptTemplate | None = None,
+    order: str = "similar_last",
+    max_tokens: int | None = None,
+    format: PromptFormat = "text",
+    tokenizer: str | TokenCounter | None = None,
+    seed: int = 0,
+) -> Prompt:
+    """Assemble a prompt from examples ranked best-first (see :class:`PromptAssembler`).
+
+    ``tokenizer`` is a transformers tokenizer name or path, or a token counter; the default counts
+    with the bundled language model's tokenizer.
+    """
+    counter = HFTokenCounter(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    return PromptAssembler(template, counter).assemble(
+        query, list(examples), order=order, max_tokens=max_tokens, format=format, seed=seed
     )

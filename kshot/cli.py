@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Fetch the bundled public data sets as JSONL.", no_args_is_help=True)
 index_app = typer.Typer(help="Build, inspect and change example indexes.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks: quality against fine-tuning, speed.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: quality vs fine-tuning, speed.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(index_app, name="index")
 app.add_typer(bench_app, name="bench")
@@ -341,6 +341,9 @@ def serve_cmd(
     allow_anonymous_writes: Annotated[
         bool, typer.Option(help="Accept writes without an API key (KSHOT_API_KEY unset).")
     ] = False,
+    read_only: Annotated[
+        bool, typer.Option(help="Refuse every write (required for --workers above 1).")
+    ] = False,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer for token budgets.")] = None,
     device: Annotated[str, typer.Option(help="Encoder device.")] = "",
 ) -> None:
@@ -352,6 +355,8 @@ def serve_cmd(
         overrides["auth"] = auth
     if allow_anonymous_writes:
         overrides["allow_anonymous_writes"] = True
+    if read_only:
+        overrides["read_only"] = True
     if tokenizer:
         overrides["tokenizer"] = tokenizer
     if device:

@@ -58,13 +58,16 @@ def _show_selection(console: Console, name: str, chosen: list[Scored], truth: st
     for scored in chosen:
         label = scored.example.label or ""
         style = "green" if label == truth else ""
-        table.add_row(f"{scored.score:.3f}", f"[{style}]{label}[/{style}]" if style else label,
-                      scored.example.input)
+        table.add_row(
+            f"{scored.score:.3f}",
+            f"[{style}]{label}[/{style}]" if style else label,
+            scored.example.input,
+        )
     console.print(table)
 
 
 def run_demo(*, questions: int = 5, k: int = 4, use_model: bool = True, seed: int = 0) -> None:
-    """Show, for a few BANKING77 test questions, each strategy's picks, the prompt and the answer."""
+    """Show, for some BANKING77 test questions, each strategy's picks, the prompt and answer."""
     console = Console()
     index = demo_index(console)
     test = load_dataset("banking77", "test")

@@ -1,0 +1,128 @@
+"""The application factory: :func:`create_app` builds one FastAPI app from :class:`ServerSettings`.
+
+Nothing here is a module-level singleton: each app holds its own settings, index, token counter
+and metrics in ``app.state.kshot`` (a :class:`~kshot.server.deps.ServerState`), so tests can run
+several apps side by side. :func:`app_from_env` is the factory uvicorn imports when it runs
+several worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from kshot._version import __version__
+from kshot.errors import ConfigError
+from kshot.index.example_index import ExampleIndex
+from kshot.prompt.budget import HFTokenCounter, TokenCounter, WhitespaceCounter, default_counter
+from kshot.server.deps import LockedCounter, ServerState
+from kshot.server.errors import install_error_handlers
+from kshot.server.middleware import ServerMiddleware
+from kshot.server.routes import examples as examples_routes
+from kshot.server.routes import health as health_routes
+from kshot.server.routes import index as index_routes
+from kshot.server.routes import prompt as prompt_routes
+from kshot.server.routes import select as select_routes
+from kshot.server.routes import selectors as selectors_routes
+from kshot.server.settings import WHITESPACE_TOKENIZER, ServerSettings
+
+__all__ = ["app_from_env", "create_app", "load_counter"]
+
+logger = logging.getLogger("kshot.server")
+
+
+def load_counter(settings: ServerSettings) -> TokenCounter:
+    """The token counter ``settings.tokenizer`` names (unset: the default model's tokenizer)."""
+    if settings.tokenizer is None:
+        return default_counter()
+    if settings.tokenizer == WHITESPACE_TOKENIZER:
+        return WhitespaceCounter()
+    return HFTokenCounter(settings.tokenizer)
+
+
+def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter | None) -> None:
+    settings = state.settings
+    started = time.perf_counter()
+    if index is None:
+        if settings.index is None:
+            raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
+        index = ExampleIndex.load(settings.index, device=settings.device)
+    index.encoder.encode(["warm-up query"])  # load the model and its kernels before traffic
+    state.counter = LockedCounter(counter if counter is not None else load_counter(settings))
+    state.index = index
+    state.ready = True
+    logger.info(
+        "serving %d examples from %s (encoder %s, tokenizer %s) after %.1f s",
+        len(index),
+        index.path or "memory",
+        index.encoder_name,
+        state.counter.name,
+        time.perf_counter() - started,
+    )
+
+
+def _stop(state: ServerState, owned: bool) -> None:
+    state.ready = False
+    index = state.index
+    if index is None or not owned or state.settings.read_only or index.path is None:
+        return
+    started = time.perf_counter()
+    index.save()
+    logger.info("saved %d examples to %s in %.2f s", len(index), index.path,
+                time.perf_counter() - started)  # fmt: skip
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    index: ExampleIndex | None = None,
+    counter: TokenCounter | None = None,
+) -> FastAPI:
+    """Build the HTTP application.
+
+    At start-up the lifespan loads the index from ``settings.index`` (unless ``index`` is given),
+    warms its encoder with one encode, and loads the token counter (unless ``counter`` is given);
+    at shutdown it saves the index it loaded (vector file and manifest; the store is already
+    durable), unless the server is read-only. An ``index`` passed in is the caller's to save.
+    """
+    state = ServerState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_start, state, index, counter)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(_stop, state, index is None)
+
+    app = FastAPI(
+        title="kshot",
+        version=__version__,
+        summary="Dynamic in-context example selection over HTTP.",
+        lifespan=lifespan,
+    )
+    app.state.kshot = state
+    install_error_handlers(app)
+    app.add_middleware(
+        ServerMiddleware, metrics=state.metrics, max_body_bytes=settings.max_body_bytes
+    )
+    for routes in (
+        health_routes,
+        index_routes,
+        selectors_routes,
+        select_routes,
+        prompt_routes,
+        examples_routes,
+    ):
+        app.include_router(routes.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Build the app from ``KSHOT_*`` environment variables (uvicorn ``factory=True`` target)."""
+    return create_app(ServerSettings())

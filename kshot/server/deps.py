@@ -1,0 +1,187 @@
+"""Application state and the dependencies routes declare with ``Annotated[..., Depends(...)]``."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from kshot.index.example_index import ExampleIndex
+from kshot.prompt.budget import TokenCounter, count_messages
+from kshot.server.errors import ApiError, LimitExceeded
+from kshot.server.metrics import Metrics
+from kshot.server.settings import ServerSettings
+from kshot.types import ChatMessage
+
+__all__ = [
+    "IndexDep",
+    "LockedCounter",
+    "ReadAccess",
+    "ServerState",
+    "SettingsDep",
+    "StateDep",
+    "WriteAccess",
+    "check_batch",
+    "check_k",
+    "check_query",
+    "get_state",
+]
+
+
+class LockedCounter:
+    """A token counter used by one thread at a time (HF fast tokenizers are not re-entrant)."""
+
+    def __init__(self, inner: TokenCounter) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The inner counter's name."""
+        return self.inner.name
+
+    def count(self, text: str) -> int:
+        """Count the tokens of ``text``."""
+        with self._lock:
+            return self.inner.count(text)
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        """Count the tokens of each text."""
+        batch = getattr(self.inner, "count_batch", None)
+        with self._lock:
+            if callable(batch):
+                return list(batch(texts))
+            return [self.inner.count(t) for t in texts]
+
+    def count_messages(self, messages: Sequence[ChatMessage]) -> int:
+        """Count the tokens of chat ``messages``."""
+        with self._lock:
+            return count_messages(self.inner, messages)
+
+
+@dataclass
+class ServerState:
+    """What one application instance holds: its settings, index, counter and metrics."""
+
+    settings: ServerSettings
+    metrics: Metrics = field(default_factory=Metrics)
+    index: ExampleIndex | None = None
+    counter: LockedCounter | None = None
+    ready: bool = False
+    writes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_write(self) -> None:
+        """Count one accepted write (for ``/metrics``)."""
+        with self._lock:
+            self.writes += 1
+
+
+def get_state(request: Request) -> ServerState:
+    """The state of the application serving ``request``."""
+    state: ServerState = request.app.state.kshot
+    return state
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> ServerSettings:
+    """The settings of this application."""
+    return state.settings
+
+
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+
+
+def get_index(state: StateDep) -> ExampleIndex:
+    """The loaded index, or 503 while it is loading."""
+    if state.index is None or not state.ready:
+        raise ApiError(
+            503,
+            "not_ready",
+            "the index is not loaded yet; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return state.index
+
+
+IndexDep = Annotated[ExampleIndex, Depends(get_index)]
+
+
+def _bearer_ok(request: Request, settings: ServerSettings) -> None:
+    assert settings.api_key is not None
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this endpoint needs the header 'Authorization: Bearer <api key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    expected = settings.api_key.get_secret_value().encode("utf-8")
+    if not hmac.compare_digest(token.strip().encode("utf-8", "surrogateescape"), expected):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "the API key is not valid",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+
+def require_read(request: Request, settings: SettingsDep) -> None:
+    """With ``auth="all"`` and a key configured, reads need the bearer key."""
+    if settings.auth == "all" and settings.api_key is not None:
+        _bearer_ok(request, settings)
+
+
+def require_write(request: Request, settings: SettingsDep) -> None:
+    """Writes need the key when one is set; without one, ``allow_anonymous_writes``."""
+    if settings.read_only:
+        raise ApiError(
+            403,
+            "writes_disabled",
+            "this server is read-only (KSHOT_READ_ONLY=true); send writes to a writable server",
+        )
+    if settings.api_key is not None:
+        _bearer_ok(request, settings)
+        return
+    if not settings.allow_anonymous_writes:
+        raise ApiError(
+            403,
+            "writes_disabled",
+            "writes are disabled on this server: set KSHOT_API_KEY=<secret> (then send "
+            "'Authorization: Bearer <secret>') or, for local use only, "
+            "KSHOT_ALLOW_ANONYMOUS_WRITES=true, and restart it",
+        )
+
+
+ReadAccess = Depends(require_read)
+WriteAccess = Depends(require_write)
+
+
+def check_k(settings: ServerSettings, k: int) -> None:
+    """Refuse k above ``max_k``."""
+    if k > settings.max_k:
+        raise LimitExceeded("max_k", settings.max_k, f"k={k} is larger than allowed")
+
+
+def check_query(settings: ServerSettings, text: str, what: str = "query") -> None:
+    """Refuse a text longer than ``max_query_chars``."""
+    if len(text) > settings.max_query_chars:
+        raise LimitExceeded(
+            "max_query_chars",
+            settings.max_query_chars,
+            f"the {what} has {len(text)} characters, more than allowed",
+        )
+
+
+def check_batch(settings: ServerSettings, n: int, what: str = "queries") -> None:
+    """Refuse more than ``max_batch`` items in one request."""
+    if n > settings.max_batch:
+        raise LimitExceeded("max_batch", settings.max_batch, f"{n} {what} in one request")

@@ -1,0 +1,203 @@
+"""HTTP errors: every error a client sees is JSON ``{"error": {"type", "message", ...}}``.
+
+Each :class:`~kshot.errors.KshotError` class maps to exactly one status code
+(:data:`STATUS_OF`); the server's own refusals (auth, limits, body size) are
+:class:`ApiError` values; anything else becomes a generic 500 whose trace goes to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kshot.errors import (
+    BudgetError,
+    ConfigError,
+    DataError,
+    DatasetError,
+    EncoderMismatchError,
+    FilterError,
+    IndexFormatError,
+    KshotError,
+    MissingDependencyError,
+    ModelError,
+    NotFoundError,
+    QueryError,
+    TemplateError,
+    UnknownSelectorError,
+)
+
+__all__ = [
+    "STATUS_OF",
+    "ApiError",
+    "BodyTooLarge",
+    "LimitExceeded",
+    "error_body",
+    "install_error_handlers",
+    "kind_of",
+    "status_of",
+]
+
+logger = logging.getLogger("kshot.server")
+
+#: One status code per error class; a subclass not listed takes its nearest listed base's code.
+STATUS_OF: dict[type[KshotError], int] = {
+    KshotError: 500,
+    ConfigError: 422,
+    UnknownSelectorError: 422,
+    FilterError: 422,
+    TemplateError: 422,
+    DataError: 422,
+    QueryError: 422,
+    BudgetError: 422,
+    NotFoundError: 404,
+    IndexFormatError: 500,
+    EncoderMismatchError: 500,
+    DatasetError: 502,
+    ModelError: 502,
+    MissingDependencyError: 501,
+}
+
+_HTTP_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    503: "unavailable",
+}
+
+
+def status_of(exc: KshotError) -> int:
+    """The status code of a kshot error: that of the nearest class in :data:`STATUS_OF`."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 500
+
+
+def kind_of(exc: KshotError) -> str:
+    """The ``type`` of a kshot error in a response: its class name in snake case."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON body of every error response."""
+    return {"error": {"type": kind, "message": message, **extra}}
+
+
+class ApiError(StarletteHTTPException):
+    """A refusal by the server itself, with a machine-readable type and extra fields.
+
+    It derives from Starlette's HTTPException so that FastAPI passes it through untouched, even
+    when it is raised while the request body is read.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        kind: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(status_code, message, headers=headers)
+        self.kind = kind
+        self.message = message
+        self.extra = extra
+
+
+class LimitExceeded(ApiError):
+    """A request over one of the server's limits (422, naming the limit and its value)."""
+
+    def __init__(self, limit: str, value: int, message: str) -> None:
+        super().__init__(
+            422,
+            "limit_exceeded",
+            f"{message} (server limit {limit}={value})",
+            limit=limit,
+            value=value,
+        )
+
+
+class BodyTooLarge(ApiError):
+    """A request body over ``max_body_bytes`` (413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            "payload_too_large",
+            f"the request body is larger than the server limit of {limit} bytes",
+            limit="max_body_bytes",
+            value=limit,
+        )
+
+
+async def _kshot_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KshotError)
+    status = status_of(exc)
+    kind = kind_of(exc)
+    if status >= 500:
+        logger.error("%s on %s %s", kind, request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body(kind, "the server failed to answer; see its log"), status)
+    return JSONResponse(error_body(kind, str(exc)), status)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, ApiError):
+        body = error_body(exc.kind, exc.message, **exc.extra)
+    else:
+        kind = _HTTP_TYPES.get(exc.status_code, "http_error")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.method} {request.url.path}; see /docs for the API"
+        body = error_body(kind, detail)
+    return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+
+def _clean(error: dict[str, Any]) -> dict[str, Any]:
+    # Never echo the input back (it may be megabytes, or not JSON-serialisable).
+    loc = [part for part in error.get("loc", ()) if part != "body"]
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    return {"loc": loc, "message": message, "type": str(error.get("type", ""))}
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_clean(e) for e in exc.errors()]
+    if any(e["type"] == "json_invalid" for e in errors):
+        return JSONResponse(
+            error_body("invalid_json", "the request body is not valid JSON", details=errors),
+            400,
+        )
+    first = errors[0] if errors else {"loc": [], "message": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"]) or "request"
+    return JSONResponse(
+        error_body("validation_error", f"{where}: {first['message']}", details=errors), 422
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "the server failed to answer; see its log"), 500
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON error handlers on ``app``."""
+    app.add_exception_handler(KshotError, _kshot_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

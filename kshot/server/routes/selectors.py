@@ -1,0 +1,30 @@
+"""``GET /v1/selectors``: the registered selectors and their parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from kshot.selector.base import available_selectors
+from kshot.server.deps import ReadAccess
+from kshot.server.schemas import SelectorsResponse
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["selectors"], dependencies=[ReadAccess])
+
+
+@router.get("/selectors", response_model=SelectorsResponse)
+def selectors() -> dict[str, Any]:
+    """Names, descriptions and parameter schemas of every registered selector."""
+    return {
+        "selectors": [
+            {
+                "name": name,
+                "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
+                "params": {p.name: p.schema() for p in cls.params},
+            }
+            for name, cls in available_selectors().items()
+        ]
+    }

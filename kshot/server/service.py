@@ -1,0 +1,74 @@
+"""What the selection and prompt routes share: limit checks, selection, assembly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from kshot.index.example_index import ExampleIndex
+from kshot.prompt.assembler import PromptAssembler
+from kshot.prompt.template import PromptTemplate
+from kshot.selector.base import SelectorSpec, build_selector
+from kshot.server.deps import LockedCounter, check_batch, check_k, check_query
+from kshot.server.errors import ApiError
+from kshot.server.schemas import TemplateIn
+from kshot.server.settings import ServerSettings
+from kshot.types import Prompt, Scored
+
+__all__ = ["assemble_all", "select_all"]
+
+
+def select_all(
+    index: ExampleIndex,
+    settings: ServerSettings,
+    queries: Sequence[str],
+    *,
+    k: int,
+    selector: str,
+    params: dict[str, Any],
+    filter: dict[str, Any] | None,
+    exclude: Sequence[str],
+) -> list[list[Scored]]:
+    """Check the limits, then select for every query in one vectorised call."""
+    check_k(settings, k)
+    check_batch(settings, len(queries))
+    check_batch(settings, len(exclude), "excluded ids")
+    for query in queries:
+        check_query(settings, query)
+    chosen = build_selector(index, SelectorSpec(selector, params))
+    return chosen.select_batch(list(queries), k, filter=filter, exclude=exclude)
+
+
+def assemble_all(
+    counter: LockedCounter | None,
+    queries: Sequence[str],
+    selections: Sequence[Sequence[Scored]],
+    *,
+    template: TemplateIn | None,
+    order: str,
+    max_tokens: int | None,
+    format: str,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Assemble one prompt per query and return them as response dicts."""
+    if counter is None:
+        raise ApiError(503, "not_ready", "the token counter is not loaded yet; retry shortly")
+    fields = {} if template is None else template.model_dump(exclude_none=True)
+    assembler = PromptAssembler(PromptTemplate(**fields), counter)
+    out: list[dict[str, Any]] = []
+    for query, examples in zip(queries, selections, strict=True):
+        prompt: Prompt = assembler.assemble(
+            query,
+            examples,
+            order=order,
+            max_tokens=max_tokens,
+            format=format,  # type: ignore[arg-type]
+            seed=seed,
+        )
+        out.append({**prompt.to_dict(), "tokenizer": counter.name})
+    return out
+
+
+def scored_rows(found: Sequence[Scored]) -> list[dict[str, Any]]:
+    """Selector output as response rows."""
+    return [s.to_dict() for s in found]

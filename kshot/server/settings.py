@@ -1,0 +1,112 @@
+"""Server settings, read from ``KSHOT_*`` environment variables or given in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServerSettings"]
+
+#: The ``tokenizer`` value that selects the approximate whitespace counter.
+WHITESPACE_TOKENIZER = "whitespace"
+
+
+class ServerSettings(BaseSettings):
+    """Everything ``kshot serve`` can be told; each field is also ``KSHOT_<FIELD>`` in the env.
+
+    Writes (``POST/PATCH/DELETE /v1/examples``) need ``api_key`` (then every write carries
+    ``Authorization: Bearer <key>``), or ``allow_anonymous_writes``; otherwise they are refused
+    with 403. With ``auth="all"`` every read except ``GET /healthz`` needs the key too.
+
+    Several workers (``workers > 1``) are separate processes, each with its own copy of the index
+    in memory: a write to one would not be seen by the others. So ``workers > 1`` requires
+    ``read_only`` (or a server on which writes are disabled anyway); run one writable worker for
+    writes.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KSHOT_", extra="forbid", frozen=True)
+
+    index: Path | None = Field(
+        default=None, description="The index directory to serve (built with `kshot index build`)."
+    )
+    host: str = Field(
+        default="127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the server."
+    )
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port (0: any free port).")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes; more than 1 requires a read-only server.",
+    )
+    read_only: bool = Field(
+        default=False, description="Refuse every write; required with several workers."
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer token required for writes (and for reads with auth='all').",
+    )
+    auth: Literal["writes", "all"] = Field(
+        default="writes", description="What the API key protects: writes only, or all but /healthz."
+    )
+    allow_anonymous_writes: bool = Field(
+        default=False, description="Accept writes without an API key (for local use only)."
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest request body accepted, in bytes (else 413).",
+    )
+    max_k: int = Field(default=64, ge=1, description="Largest k a request may ask for.")
+    max_query_chars: int = Field(
+        default=8_000, ge=1, description="Longest query (and example input) in characters."
+    )
+    max_batch: int = Field(
+        default=256, ge=1, description="Most queries per batch request, and examples per add."
+    )
+    tokenizer: str | None = Field(
+        default=None,
+        description=(
+            "Tokenizer for token budgets: a Hugging Face name or path, 'whitespace' for the "
+            "approximate word counter, or unset for the default model's tokenizer."
+        ),
+    )
+    device: str = Field(
+        default="auto", description="Device of the query encoder: auto, cpu, cuda, mps."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="Log level of the server and its access log."
+    )
+
+    @model_validator(mode="after")
+    def _check_workers(self) -> ServerSettings:
+        if self.workers > 1 and self.writes_enabled:
+            raise ValueError(
+                f"workers={self.workers} with writes enabled: each worker process holds its own "
+                "copy of the index, so a write would reach only one of them. Set "
+                "KSHOT_READ_ONLY=true (--read-only) to serve reads from several workers, or run "
+                "one worker to accept writes"
+            )
+        return self
+
+    @property
+    def writes_enabled(self) -> bool:
+        """Whether some client may write: not read-only, and a key or anonymous writes."""
+        return not self.read_only and (self.api_key is not None or self.allow_anonymous_writes)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``KSHOT_*`` environment variables (for worker processes)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"KSHOT_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+        return env
