@@ -253,7 +253,7 @@ def selectors_cmd(as_json: JsonFlag = False) -> None:
     """List the registered selectors and their parameters."""
     from kshot.selector import available_selectors
 
-    listing = {
+    listing: dict[str, dict[str, Any]] = {
         name: {
             "description": cls.description,
             "params": {p.name: p.schema() for p in cls.params},
