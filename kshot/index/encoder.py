@@ -160,7 +160,9 @@ class SentenceTransformerEncoder:
             half_precision = self.device.startswith("cuda")
         if half_precision:
             self._model.half()
-        dim = self._model.get_sentence_embedding_dimension()
+        # sentence-transformers 5 renamed the method (the old name warns); older versions lack it.
+        get_dim = getattr(self._model, "get_embedding_dimension", None)
+        dim = get_dim() if get_dim is not None else self._model.get_sentence_embedding_dimension()
         if dim is None:  # pragma: no cover - every pooling model reports it
             raise ConfigError(f"model {requested!r} does not report an embedding dimension")
         self._name = name

@@ -13,10 +13,11 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,14 @@ from kshot.errors import (
 from kshot.index.encoder import Encoder, encoder_from_name
 from kshot.index.filters import LABEL_FIELD, filter_values, normalize_text, value_key
 from kshot.index.lexical import LexicalIndex
-from kshot.index.manifest import IndexLayout, Manifest, atomic_write_bytes, fsync_dir, sha256
+from kshot.index.manifest import (
+    IndexLayout,
+    Manifest,
+    atomic_write_bytes,
+    exchange_paths,
+    fsync_dir,
+    sha256,
+)
 from kshot.index.store import ExampleStore, StoredBatch
 from kshot.index.vectors import VectorIndex, choose_factory, exact_search
 from kshot.types import Example, Filter, Scored
@@ -65,6 +73,11 @@ def as_example(row: Example | Mapping[str, Any], position: int = 0) -> Example:
         if "input" not in row:
             raise DataError(
                 f"example {position} has no 'input' field (it has: {sorted(row)}); "
+                "every example needs an input text"
+            )
+        if row["input"] is None:
+            raise DataError(
+                f"example {position} (id {row.get('id')!r}) has an empty input (null); "
                 "every example needs an input text"
             )
         metadata = row.get("metadata") or {}
@@ -258,8 +271,18 @@ class ExampleIndex:
         if not items:
             raise DataError("the corpus is empty: give at least one example with an input")
         _check_unique_ids(items)
+        if path is not None and Path(path).exists():
+            # Refuse before embedding, which can take minutes, not after.
+            raise ConfigError(
+                f"{path} already exists; choose a new directory, or build without a path and "
+                "save(path, overwrite=True)"
+            )
         vectors = _checked_embeddings(
-            embeddings, items, encoder, batch_size=batch_size, show_progress=show_progress
+            embeddings,
+            items,
+            encoder.dim,
+            encoder.name,
+            lambda texts: encoder.encode(texts, batch_size=batch_size, show_progress=show_progress),
         )
         store = ExampleStore(None, dim=encoder.dim)
         store.set_info("encoder", encoder.name)
@@ -301,6 +324,7 @@ class ExampleIndex:
         file that is missing, corrupt or out of date is rebuilt from the stored embeddings.
         """
         layout = IndexLayout(Path(path))
+        _recover_interrupted_save(layout.root)
         if not layout.root.is_dir():
             raise IndexFormatError(f"{layout.root} is not a directory; build an index there first")
         manifest = Manifest.read(layout.manifest)
@@ -308,17 +332,26 @@ class ExampleIndex:
         if not layout.store.is_file():
             raise IndexFormatError(f"{layout.root} has a manifest but no {layout.store.name}")
         store = ExampleStore(layout.store, dim=manifest.dim)
-        stored_name, stored_dim = store.get_info("encoder"), store.get_info("dim")
-        if stored_name != manifest.encoder or stored_dim != str(manifest.dim):
+        try:
+            stored_name, stored_dim = store.get_info("encoder"), store.get_info("dim")
+            if stored_name != manifest.encoder or stored_dim != str(manifest.dim):
+                raise IndexFormatError(
+                    f"{layout.store} was written by encoder {stored_name!r} (dim {stored_dim}), "
+                    f"but the manifest says {manifest.encoder!r} (dim {manifest.dim}); the index "
+                    "is inconsistent: rebuild it"
+                )
+            columns = _Columns(manifest.dim)
+            for batch in store.iter_batches():
+                columns.append(batch)
+        except sqlite3.DatabaseError as exc:
+            # Damage past the header only shows when the rows are read.
             store.close()
             raise IndexFormatError(
-                f"{layout.store} was written by encoder {stored_name!r} (dim {stored_dim}), but "
-                f"the manifest says {manifest.encoder!r} (dim {manifest.dim}); the index is "
-                "inconsistent: rebuild it"
-            )
-        columns = _Columns(manifest.dim)
-        for batch in store.iter_batches():
-            columns.append(batch)
+                f"{layout.store} is damaged ({exc}); restore it from a copy or rebuild the index"
+            ) from exc
+        except BaseException:
+            store.close()
+            raise
         vectors = _load_vectors(layout, manifest, store, columns)
         return cls(
             store,
@@ -404,8 +437,13 @@ class ExampleIndex:
         if not items:
             return []
         _check_unique_ids(items)
+        # Precomputed embeddings need no encoder: an index loaded without one does not load it.
         vectors = _checked_embeddings(
-            embeddings, items, self.encoder, batch_size=batch_size, show_progress=None
+            embeddings,
+            items,
+            self.dim,
+            self.encoder_name,
+            lambda texts: self.encoder.encode(texts, batch_size=batch_size),
         )
         with self._lock.write():
             taken = [ex.id for ex in items if ex.id and ex.id in self._columns.slot_of_id]
@@ -506,14 +544,20 @@ class ExampleIndex:
             self._store.backup_to(layout.store)
             self._write_vectors_and_manifest(layout)
             fsync_dir(staging)
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
+            if not target.exists():
+                os.replace(staging, target)
+            elif exchange_paths(staging, target):
+                # One atomic swap: the target is the old index or the new one at every instant.
+                fsync_dir(target.parent)
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                # Two renames; a crash between them leaves only `.old`, which load() restores.
+                old = _aside(target)
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(target, old)
                 os.replace(staging, target)
+                fsync_dir(target.parent)
                 shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, target)
             fsync_dir(target.parent)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -563,10 +607,17 @@ class ExampleIndex:
         return self._store.fetch([int(self._columns.rows[s]) for s in slots])
 
     def __iter__(self) -> Iterator[Example]:
+        """Every live example in insertion order; ones removed meanwhile are skipped."""
         with self._lock.read():
             live = np.flatnonzero(self._columns.alive[: self._columns.n])
         for start in range(0, len(live), 1000):
-            yield from self.examples_at(live[start : start + 1000].tolist())
+            # Each chunk is read under the lock: a concurrent delete or update must not leave a
+            # slot whose row is gone from the store.
+            with self._lock.read():
+                chunk = live[start : start + 1000]
+                chunk = chunk[self._columns.alive[chunk]]
+                examples = self.examples_at(chunk.tolist())
+            yield from examples
 
     def _slot_of(self, example_id: str) -> int:
         slot = self._columns.slot_of_id.get(example_id)
@@ -721,6 +772,25 @@ class ExampleIndex:
         return SimilaritySelector(self).select_batch(texts, k, filter=filter, exclude=exclude)
 
 
+def _aside(target: Path) -> Path:
+    """Where an overwriting save parks the old index while it renames the new one into place."""
+    return target.with_name(f".{target.name}.old")
+
+
+def _recover_interrupted_save(root: Path) -> None:
+    """Put back an index that a save killed between its two renames left aside."""
+    old = _aside(root)
+    if root.exists() or not IndexLayout(old).manifest.is_file():
+        return
+    try:
+        os.replace(old, root)
+    except OSError:  # another process got there first, or the directory is read-only
+        return
+    message = f"{root}: a save was interrupted; restored the previous index from {old.name}"
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 def _check_unique_ids(items: Sequence[Example]) -> None:
     seen: dict[str, int] = {}
     for position, example in enumerate(items):
@@ -737,20 +807,17 @@ def _check_unique_ids(items: Sequence[Example]) -> None:
 def _checked_embeddings(
     embeddings: npt.ArrayLike | None,
     items: Sequence[Example],
-    encoder: Encoder,
-    *,
-    batch_size: int,
-    show_progress: bool | None,
+    dim: int,
+    encoder_name: str,
+    encode: Callable[[list[str]], Floats],
 ) -> Floats:
     if embeddings is None:
-        return encoder.encode(
-            [ex.input for ex in items], batch_size=batch_size, show_progress=show_progress
-        )
+        return encode([ex.input for ex in items])
     array = np.asarray(embeddings, dtype=np.float32)
-    if array.ndim != 2 or array.shape != (len(items), encoder.dim):
+    if array.ndim != 2 or array.shape != (len(items), dim):
         raise DataError(
-            f"embeddings have shape {array.shape}; expected ({len(items)}, {encoder.dim}) "
-            f"for {len(items)} examples and encoder {encoder.name!r}"
+            f"embeddings have shape {array.shape}; expected ({len(items)}, {dim}) "
+            f"for {len(items)} examples and encoder {encoder_name!r}"
         )
     if not np.isfinite(array).all():
         raise DataError("embeddings contain NaN or infinity")

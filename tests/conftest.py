@@ -1,0 +1,62 @@
+"""Shared fixtures: encoders (the real MiniLM model and the hashing one), toy and real examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from kshot.data import load_dataset
+from kshot.index.encoder import HashingEncoder, SentenceTransformerEncoder
+from kshot.types import Example
+
+
+@pytest.fixture(scope="session")
+def minilm() -> SentenceTransformerEncoder:
+    """The real all-MiniLM-L6-v2 model, loaded once from the bundled package, on the CPU."""
+    return SentenceTransformerEncoder(device="cpu")
+
+
+@pytest.fixture
+def hashing_encoder() -> HashingEncoder:
+    """A deterministic model-free encoder for tests that are not about embedding quality."""
+    return HashingEncoder(64)
+
+
+@pytest.fixture
+def toy_examples() -> list[Example]:
+    """Twelve small labelled examples with metadata, ids ``t00``..``t11``."""
+    rows = [
+        ("How do I reset my card PIN?", "change_pin", "card"),
+        ("I forgot the PIN of my debit card", "change_pin", "card"),
+        ("My card has not arrived yet", "card_arrival", "card"),
+        ("When will the new card be delivered?", "card_arrival", "card"),
+        ("Why was I charged a fee for the transfer?", "transfer_fee", "transfer"),
+        ("How much does an international transfer cost?", "transfer_fee", "transfer"),
+        ("My transfer has been pending for days", "pending_transfer", "transfer"),
+        ("The money I sent still has not arrived", "pending_transfer", "transfer"),
+        ("Can I top up my account with cash?", "top_up", "account"),
+        ("My top up failed, what happened?", "top_up", "account"),
+        ("How do I close my account?", "terminate_account", "account"),
+        ("Please delete my account and my data", "terminate_account", "account"),
+    ]
+    return [
+        Example(
+            input=text,
+            output=label.replace("_", " "),
+            label=label,
+            metadata={"topic": topic, "n": i},
+            id=f"t{i:02d}",
+        )
+        for i, (text, label, topic) in enumerate(rows)
+    ]
+
+
+@pytest.fixture(scope="session")
+def banking_train() -> list[Example]:
+    """BANKING77 train split (9,003 examples), from the local archive cache."""
+    return load_dataset("banking77", "train")
+
+
+@pytest.fixture(scope="session")
+def banking_test() -> list[Example]:
+    """BANKING77 test split (3,080 examples)."""
+    return load_dataset("banking77", "test")
