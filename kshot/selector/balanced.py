@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from kshot.errors import ConfigError
+from kshot.errors import ConfigError, UnknownSelectorError
 from kshot.index.example_index import ExampleIndex, Mask
-from kshot.selector.base import BaseSelector, Param, register, selector_class
+from kshot.selector.base import (
+    BaseSelector,
+    Param,
+    available_selectors,
+    register,
+    selector_class,
+)
 
 __all__ = ["BalancedSelector"]
 
@@ -31,9 +37,21 @@ class BalancedSelector(BaseSelector):
 
     def __init__(self, index: ExampleIndex, **params: Any) -> None:
         super().__init__(index, **params)
-        if self.config["base"] == self.name:
-            raise ConfigError("selector 'balanced' cannot use itself as its base")
-        self._base = selector_class(self.config["base"])(index)
+        base = self.config["base"]
+        if base == self.name:
+            raise ConfigError(
+                f"selector {self.name!r} parameter 'base' cannot be {self.name!r} itself; "
+                "choose another registered selector"
+            )
+        try:
+            base_class = selector_class(base)
+        except UnknownSelectorError as exc:
+            known = ", ".join(n for n in available_selectors() if n != self.name)
+            raise UnknownSelectorError(
+                f"selector {self.name!r} parameter 'base' is {base!r}, which is not a registered "
+                f"selector; valid values: {known}"
+            ) from exc
+        self._base = base_class(index)
 
     def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
         fetch_k = max(int(self.config["fetch_k"]), k)
@@ -62,7 +80,9 @@ class BalancedSelector(BaseSelector):
             found = self._base._pick([query], 1, label_mask)[0]
             extra.extend(found)
         taken = {s for s, _ in pool}
-        return pool + [(s, score) for s, score in extra if s not in taken]
+        combined = pool + [(s, score) for s, score in extra if s not in taken]
+        # An ensured example may repeat the input of one already in the pool.
+        return self.clean(query, combined, len(combined))
 
     def _round_robin(self, pool: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
         ensure = {self.index.label_code(str(x)) for x in self.config["ensure_labels"]}

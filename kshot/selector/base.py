@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from copy import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -149,10 +150,28 @@ def _convert(kind: type, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class SelectorSpec:
-    """A selector by registered name plus its parameters, as API, HTTP and CLI give it."""
+    """A selector by registered name plus its parameters, as API, HTTP and CLI give it.
+
+    The spec only carries the request; names and parameters are validated when a selector is
+    built from it (:func:`build_selector`), against the index it will read.
+    """
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"a selector name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.params, Mapping):
+            raise ConfigError(
+                f"selector {self.name!r} parameters must be a mapping of name to value, "
+                f"got {type(self.params).__name__}"
+            )
+        bad = [key for key in self.params if not isinstance(key, str)]
+        if bad:
+            raise ConfigError(f"selector {self.name!r} parameter names must be strings: {bad!r}")
+        # A private copy, so that the caller mutating their dict cannot change the spec.
+        object.__setattr__(self, "params", dict(self.params))
 
 
 class BaseSelector:
@@ -172,8 +191,17 @@ class BaseSelector:
                 f"selector {self.name!r} has no parameter {unknown[0]!r}; valid parameters: {valid}"
             )
         self.config: dict[str, Any] = {
-            p.name: p.coerce(self.name, params[p.name]) if p.name in params else p.default
+            p.name: p.coerce(self.name, params[p.name]) if p.name in params else copy(p.default)
             for p in self.params
+        }
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """Name, description and parameter schemas, for ``kshot selectors`` and HTTP."""
+        return {
+            "name": cls.name,
+            "description": cls.description,
+            "params": {p.name: p.schema() for p in cls.params},
         }
 
     def select(
@@ -200,19 +228,21 @@ class BaseSelector:
                 )
         if not queries:
             return []
-        excluded = list(exclude)
+        # A lone id string is one id, not an iterable of one-character ids.
+        excluded = [exclude] if isinstance(exclude, str) else list(exclude)
         with self.index.reading():
             mask = self.index.resolve(filter, excluded)
-            picks = self._pick(queries, k, mask)
-            return [self._to_scored(found) for found in picks]
+            picks = self._pick(queries, int(k), mask)
+            return self._to_scored(picks)
 
     def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
         """Return ``(slot, score)`` pairs per query, best first, hygiene applied."""
         raise NotImplementedError
 
-    def _to_scored(self, found: list[tuple[int, float]]) -> list[Scored]:
-        examples = self.index.examples_at([slot for slot, _ in found])
-        return [Scored(ex, float(score)) for ex, (_, score) in zip(examples, found, strict=True)]
+    def _to_scored(self, picks: list[list[tuple[int, float]]]) -> list[list[Scored]]:
+        # One store read for the whole batch, then split per query.
+        examples = iter(self.index.examples_at([slot for found in picks for slot, _ in found]))
+        return [[Scored(next(examples), float(score)) for _, score in found] for found in picks]
 
     # -- hygiene ---------------------------------------------------------------------------------
     def banned_slots(self, query: str) -> set[int]:
@@ -250,6 +280,8 @@ class BaseSelector:
         ``fetch(n)`` returns ``(scores, slots)`` of shape ``(len(queries), n)`` with ``-1`` slots
         for padding; ``available`` bounds how many candidates can exist at all.
         """
+        if available <= 0:
+            return [[] for _ in queries]
         want = min(available, k + max(4, k // 2))
         while True:
             scores, slots = fetch(want)

@@ -2,37 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from kshot.index.example_index import Mask
+from kshot.index.example_index import ExampleIndex, Mask
 from kshot.selector.base import BaseSelector, register
-from kshot.selector.similarity import available
+from kshot.selector.similarity import Fetch, available
 
-__all__ = ["BM25Selector", "JaccardSelector"]
+__all__ = ["BM25Selector", "JaccardSelector", "lexical_fetcher"]
 
-_Search = Callable[..., list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]]
+LexicalMethod = Literal["jaccard", "bm25"]
+
+
+def lexical_fetcher(
+    index: ExampleIndex, queries: list[str], mask: Mask | None, method: LexicalMethod
+) -> Fetch:
+    """``fetch(n)`` for :meth:`BaseSelector.ranked_with_refill` over the lexical index.
+
+    Results are ranked by score, ties by store row (insertion order); when fewer than ``n``
+    examples score above zero the lexical index pads with zero-score examples in row order.
+    """
+    allowed = None if mask is None else index.slot_rows(index.live_slots(mask))
+    lexical = index.lexical
+    search = lexical.jaccard_top_k_batch if method == "jaccard" else lexical.bm25_top_k_batch
+
+    def fetch(n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        scores = np.full((len(queries), max(n, 0)), -np.inf)
+        slots = np.full((len(queries), max(n, 0)), -1, np.int64)
+        if n <= 0:
+            return scores, slots
+        for i, (rows, row_scores) in enumerate(search(queries, n, allowed=allowed)):
+            slots[i, : len(rows)] = index.slots_of_rows(rows)
+            scores[i, : len(rows)] = row_scores
+        return scores, slots
+
+    return fetch
 
 
 class _LexicalSelector(BaseSelector):
-    def _search(self) -> _Search:
-        raise NotImplementedError
+    method: LexicalMethod
 
     def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
-        allowed = None if mask is None else self.index.slot_rows(self.index.live_slots(mask))
-        search = self._search()
-
-        def fetch(n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-            found = search(queries, n, allowed=allowed)
-            scores = np.full((len(queries), n), -np.inf)
-            slots = np.full((len(queries), n), -1, np.int64)
-            for i, (rows, row_scores) in enumerate(found):
-                slots[i, : len(rows)] = self.index.slots_of_rows(rows)
-                scores[i, : len(rows)] = row_scores
-            return scores, slots
-
+        fetch = lexical_fetcher(self.index, queries, mask, self.method)
         return self.ranked_with_refill(queries, k, fetch, available(self, mask))
 
 
@@ -45,9 +58,7 @@ class JaccardSelector(_LexicalSelector):
     """
 
     description = "Jaccard overlap of query and example word sets"
-
-    def _search(self) -> _Search:
-        return self.index.lexical.jaccard_top_k_batch
+    method = "jaccard"
 
 
 @register("bm25")
@@ -55,6 +66,4 @@ class BM25Selector(_LexicalSelector):
     """BM25 (Lucene variant, k1=1.5, b=0.75) of the example inputs against the query, via bm25s."""
 
     description = "BM25 ranking of example inputs (bm25s)"
-
-    def _search(self) -> _Search:
-        return self.index.lexical.bm25_top_k_batch
+    method = "bm25"

@@ -7,7 +7,7 @@ import numpy as np
 from kshot.index.example_index import Mask
 from kshot.selector._math import mmr_batch
 from kshot.selector.base import BaseSelector, Param, register
-from kshot.selector.similarity import available
+from kshot.selector.similarity import available, vector_fetcher
 
 __all__ = ["MMRSelector"]
 
@@ -31,22 +31,19 @@ class MMRSelector(BaseSelector):
         vectors = self.index.encode_queries(queries)
         fetch_k = max(int(self.config["fetch_k"]), k)
         pools = self.ranked_with_refill(
-            queries,
-            fetch_k,
-            lambda n: self.index.vector_search(vectors, n, mask),
-            available(self, mask),
+            queries, fetch_k, vector_fetcher(self.index, vectors, mask), available(self, mask)
         )
         width = max((len(p) for p in pools), default=0)
         if width == 0:
             return [[] for _ in queries]
         slots = np.zeros((len(queries), width), np.int64)
-        relevance = np.zeros((len(queries), width), np.float32)
+        relevance = np.zeros((len(queries), width), np.float64)
         valid = np.zeros((len(queries), width), np.bool_)
         for i, pool in enumerate(pools):
             slots[i, : len(pool)] = [s for s, _ in pool]
             relevance[i, : len(pool)] = [score for _, score in pool]
             valid[i, : len(pool)] = True
-        candidates = self.index.slot_vectors(slots.reshape(-1)).reshape(len(queries), width, -1)
+        candidates = self.index.slot_vectors(slots)
         order = mmr_batch(
             None, candidates, k, float(self.config["lambda"]), relevance=relevance, valid=valid
         )

@@ -1,0 +1,71 @@
+"""``hybrid``: reciprocal-rank fusion of the ``similarity`` and ``bm25`` rankings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from kshot.errors import ConfigError
+from kshot.index.example_index import ExampleIndex, Mask
+from kshot.selector._math import reciprocal_rank_fusion
+from kshot.selector.base import BaseSelector, Param, register
+from kshot.selector.lexical import lexical_fetcher
+from kshot.selector.similarity import available, nearest
+
+__all__ = ["HybridSelector"]
+
+
+@register("hybrid")
+class HybridSelector(BaseSelector):
+    """Dense and lexical evidence together: ``sum_r w_r / (k_rrf + rank_r)`` over both rankings.
+
+    Each ranking takes the ``fetch_k`` best examples inside the filter; examples that share no
+    word with the query (BM25 score 0) get no BM25 rank. The fused order breaks ties by insertion
+    order. Scores are the fused RRF scores.
+    """
+
+    description = "reciprocal-rank fusion of cosine similarity and BM25"
+    params = (
+        Param("fetch_k", int, 50, "depth of each ranking before fusion (at least k)", 1, 10_000),
+        Param(
+            "k_rrf", float, 60.0, "RRF constant: larger flattens the rank weights", 0.0, 10_000.0
+        ),
+        Param("similarity_weight", float, 1.0, "weight of the similarity ranking", 0.0, 100.0),
+        Param("bm25_weight", float, 1.0, "weight of the BM25 ranking", 0.0, 100.0),
+    )
+
+    def __init__(self, index: ExampleIndex, **params: Any) -> None:
+        super().__init__(index, **params)
+        if self.config["similarity_weight"] == 0 and self.config["bm25_weight"] == 0:
+            raise ConfigError(
+                f"selector {self.name!r} parameters 'similarity_weight' and 'bm25_weight' are "
+                "both 0; at least one must be above 0 (valid range: [0, 100])"
+            )
+
+    def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
+        vectors = self.index.encode_queries(queries)
+        lexical = lexical_fetcher(self.index, queries, mask, "bm25")
+        limit = available(self, mask)
+        fetch_k = max(int(self.config["fetch_k"]), k)
+        weights = [float(self.config["similarity_weight"]), float(self.config["bm25_weight"])]
+        k_rrf = float(self.config["k_rrf"])
+
+        def fetch(n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+            depth = min(limit, max(n, fetch_k))
+            _, dense = nearest(self.index, vectors, depth, mask)
+            sparse_scores, sparse = lexical(depth)
+            fused: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+            for i in range(len(queries)):
+                rankings = [dense[i][dense[i] >= 0], sparse[i][sparse_scores[i] > 0]]
+                fused.append(reciprocal_rank_fusion(rankings, k_rrf, weights=weights))
+            width = max((len(ids) for ids, _ in fused), default=0)
+            scores = np.full((len(queries), width), -np.inf)
+            slots = np.full((len(queries), width), -1, np.int64)
+            for i, (ids, fused_scores) in enumerate(fused):
+                slots[i, : len(ids)] = ids
+                scores[i, : len(ids)] = fused_scores
+            return scores, slots
+
+        return self.ranked_with_refill(queries, k, fetch, limit)

@@ -1,0 +1,435 @@
+"""The contract every registered selector honours, run over each of them on a hashing index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kshot.errors import ConfigError, FilterError, QueryError, UnknownSelectorError
+from kshot.index.encoder import HashingEncoder
+from kshot.index.example_index import ExampleIndex
+from kshot.index.filters import normalize_text
+from kshot.selector import (
+    BaseSelector,
+    Param,
+    SelectorSpec,
+    available_selectors,
+    build_selector,
+    selector_class,
+)
+from kshot.types import Example, Scored
+
+SELECTORS = sorted(available_selectors())
+
+_TEXTS = [
+    ("How do I reset my card PIN?", "change_pin", "card"),
+    ("I forgot the PIN of my debit card", "change_pin", "card"),
+    ("Can I change my PIN at an ATM?", "change_pin", "card"),
+    ("My card has not arrived yet", "card_arrival", "card"),
+    ("When will the new card be delivered?", "card_arrival", "card"),
+    ("How long does card delivery take?", "card_arrival", "card"),
+    ("Why was I charged a fee for the transfer?", "transfer_fee", "transfer"),
+    ("How much does an international transfer cost?", "transfer_fee", "transfer"),
+    ("Is there a fee for sending money abroad?", "transfer_fee", "transfer"),
+    ("My transfer has been pending for days", "pending_transfer", "transfer"),
+    ("The money I sent still has not arrived", "pending_transfer", "transfer"),
+    ("Why is my transfer still pending?", "pending_transfer", "transfer"),
+    ("Can I top up my account with cash?", "top_up", "account"),
+    ("My top up failed, what happened?", "top_up", "account"),
+    ("How do I top up by bank transfer?", "top_up", "account"),
+    ("How do I close my account?", "terminate_account", "account"),
+    ("Please delete my account and my data", "terminate_account", "account"),
+    ("I want to cancel my account", "terminate_account", "account"),
+    # Exact duplicates (after normalisation) of earlier inputs, with other ids.
+    ("how do i reset my card   pin?", "change_pin", "card"),
+    ("MY CARD HAS NOT ARRIVED YET", "card_arrival", "card"),
+    ("Why is my transfer still pending?", "pending_transfer", "transfer"),
+    # No label at all.
+    ("What is the weather like today?", None, "other"),
+]
+
+CORPUS = [
+    Example(
+        input=text,
+        output="" if label is None else label.replace("_", " "),
+        label=label,
+        metadata={"topic": topic, "n": i, "parity": i % 2},
+        id=f"e{i:02d}",
+    )
+    for i, (text, label, topic) in enumerate(_TEXTS)
+]
+
+QUERIES = [
+    "reset the PIN on my card",
+    "my transfer is pending",
+    "fees for transfers",
+    "how to close an account",
+    "top up with cash",
+    "How do I reset my card PIN?",  # an input of the corpus, twice (e00 and e18)
+    "zebra quantum",  # shares no word with the corpus
+    "?!",  # no word at all
+]
+
+#: Parameters that make a selector's randomness explicit; every other selector is deterministic.
+SEEDED: dict[str, dict[str, Any]] = {"random": {"seed": 7}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_faiss_thread() -> Iterator[None]:
+    # FAISS parallelises even a one-query search with OpenMP; on a busy two-core machine the
+    # threads' barrier costs ~15 ms a search. These tests search tiny indexes, one query at a time.
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def index() -> ExampleIndex:
+    return ExampleIndex.build(CORPUS, HashingEncoder(64))
+
+
+def make(index: ExampleIndex, name: str, **params: Any) -> BaseSelector:
+    return build_selector(index, name, **{**SEEDED.get(name, {}), **params})
+
+
+def ids(found: list[Scored]) -> list[str]:
+    return [s.example.id for s in found]
+
+
+def allowed_texts(
+    query: str, keep: Any = lambda ex: True, exclude: tuple[str, ...] = ()
+) -> set[str]:
+    """The distinct inputs a request may return: filter, exclude and hygiene applied."""
+    banned = normalize_text(query)
+    return {
+        normalize_text(ex.input)
+        for ex in CORPUS
+        if keep(ex) and ex.id not in exclude and normalize_text(ex.input) != banned
+    }
+
+
+def check_hygiene(query: str, found: list[Scored], k: int) -> None:
+    chosen = ids(found)
+    assert len(chosen) <= k
+    assert len(set(chosen)) == len(chosen)
+    assert set(chosen) <= {ex.id for ex in CORPUS}
+    texts = [normalize_text(s.example.input) for s in found]
+    assert len(set(texts)) == len(texts), "two chosen examples share an input"
+    assert normalize_text(query) not in texts, "the query's own text came back"
+    assert all(isinstance(s.score, float) for s in found)
+
+
+# -- registry and parameters -----------------------------------------------------------------------
+def test_every_strategy_of_the_issue_is_registered() -> None:
+    expected = {"random", "jaccard", "similarity", "mmr", "bm25", "balanced"}
+    expected |= {"coverage", "dpp", "hybrid"}
+    assert expected <= set(SELECTORS)
+
+
+def test_unknown_selector_lists_the_known_ones(index: ExampleIndex) -> None:
+    with pytest.raises(UnknownSelectorError) as err:
+        build_selector(index, SelectorSpec("nearest", {}))
+    for name in SELECTORS:
+        assert name in str(err.value)
+    assert isinstance(err.value, ConfigError)
+
+
+def test_spec_and_name_build_the_same_selector(index: ExampleIndex) -> None:
+    by_spec = build_selector(index, SelectorSpec("mmr", {"lambda": 0.3, "fetch_k": 10}))
+    by_name = build_selector(index, "mmr", **{"lambda": 0.3, "fetch_k": 10})
+    assert by_spec.config == by_name.config == {"lambda": 0.3, "fetch_k": 10}
+    q = QUERIES[0]
+    assert ids(by_spec.select(q, 3)) == ids(by_name.select(q, 3))
+
+
+def test_spec_validates_its_shape() -> None:
+    with pytest.raises(ConfigError):
+        SelectorSpec("", {})
+    with pytest.raises(ConfigError):
+        SelectorSpec("mmr", [("lambda", 1)])  # type: ignore[arg-type]
+    params = {"lambda": 0.2}
+    spec = SelectorSpec("mmr", params)
+    params["lambda"] = 5.0
+    assert spec.params == {"lambda": 0.2}
+
+
+def test_cli_strings_are_coerced(index: ExampleIndex) -> None:
+    sel = build_selector(index, "mmr", **{"lambda": "0.25", "fetch_k": "12"})
+    assert sel.config == {"lambda": 0.25, "fetch_k": 12}
+    sel = build_selector(index, "balanced", ensure_labels="top_up, change_pin")
+    assert sel.config["ensure_labels"] == ["top_up", "change_pin"]
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_unknown_parameter_is_rejected(index: ExampleIndex, name: str) -> None:
+    with pytest.raises(ConfigError, match="no parameter 'bogus'") as err:
+        build_selector(index, name, bogus=1)
+    for param in selector_class(name).params:
+        assert param.name in str(err.value)
+
+
+def _out_of_range(param: Param) -> list[Any]:
+    bad: list[Any] = []
+    if param.minimum is not None:
+        bad.append(param.kind(param.minimum - 1))
+    if param.maximum is not None:
+        bad.append(param.kind(param.maximum + 1))
+    if param.choices is not None:
+        bad.append("not-a-choice")
+    if param.kind in (int, float):
+        bad.append("twelve")
+    if param.kind is float:
+        bad.append(float("nan"))
+    return bad
+
+
+PARAM_CASES = [
+    (name, param, value)
+    for name in SELECTORS
+    for param in selector_class(name).params
+    for value in _out_of_range(param)
+]
+
+
+@pytest.mark.parametrize(("name", "param", "value"), PARAM_CASES, ids=repr)
+def test_out_of_range_parameter_names_it_and_the_valid_range(
+    index: ExampleIndex, name: str, param: Param, value: Any
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_selector(index, name, **{param.name: value})
+    message = str(err.value)
+    assert repr(param.name) in message
+    assert param.describe_range() in message
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_defaults_are_in_range_and_schema_describes_them(name: str) -> None:
+    cls = selector_class(name)
+    schema = cls.schema()
+    assert schema["name"] == name and schema["description"]
+    for param in cls.params:
+        assert param.coerce(name, param.default) == param.default
+        assert schema["params"][param.name]["default"] == param.default
+
+
+def test_balanced_base_must_be_another_registered_selector(index: ExampleIndex) -> None:
+    with pytest.raises(UnknownSelectorError, match="'base'"):
+        build_selector(index, "balanced", base="nope")
+    with pytest.raises(ConfigError, match="'base'"):
+        build_selector(index, "balanced", base="balanced")
+
+
+def test_hybrid_needs_some_weight(index: ExampleIndex) -> None:
+    with pytest.raises(ConfigError, match="bm25_weight"):
+        build_selector(index, "hybrid", similarity_weight=0, bm25_weight=0)
+
+
+# -- the selection contract ---------------------------------------------------------------
+@pytest.mark.parametrize("name", SELECTORS)
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_at_most_k_unique_ids_from_the_index(index: ExampleIndex, name: str, k: int) -> None:
+    selector = make(index, name)
+    for query in QUERIES:
+        found = selector.select(query, k)
+        check_hygiene(query, found, k)
+        assert len(found) == min(k, len(allowed_texts(query)))
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_exclude_is_honoured(index: ExampleIndex, name: str) -> None:
+    selector = make(index, name)
+    for query in QUERIES:
+        first = ids(selector.select(query, 4))
+        again = selector.select(query, 4, exclude=first)
+        assert not set(ids(again)) & set(first)
+        assert len(again) == min(4, len(allowed_texts(query, exclude=tuple(first))))
+        # A lone id string is one id.
+        assert first[0] not in ids(selector.select(query, 4, exclude=first[0]))
+
+
+FILTERS: list[tuple[dict[str, Any], Any]] = [
+    ({"label": "transfer_fee"}, lambda ex: ex.label == "transfer_fee"),
+    ({"label": ["top_up", "change_pin"]}, lambda ex: ex.label in {"top_up", "change_pin"}),
+    ({"topic": "account"}, lambda ex: ex.metadata["topic"] == "account"),
+    ({"topic": ["card", "other"]}, lambda ex: ex.metadata["topic"] in {"card", "other"}),
+    (
+        {"parity": 1, "topic": "card"},
+        lambda ex: (
+            ex.metadata["parity"] == 1 and ex.label is not None and ex.metadata["topic"] == "card"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+@pytest.mark.parametrize("case", range(len(FILTERS)))
+def test_filters_apply_before_the_top_k_cut(index: ExampleIndex, name: str, case: int) -> None:
+    flt, keep = FILTERS[case]
+    selector = make(index, name)
+    for query in QUERIES:
+        for k in (2, 5):
+            found = selector.select(query, k, filter=flt)
+            check_hygiene(query, found, k)
+            assert all(keep(s.example) for s in found)
+            # Filtered requests still return k whenever k allowed examples exist.
+            assert len(found) == min(k, len(allowed_texts(query, keep)))
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_k_larger_than_the_corpus_returns_everything_allowed(
+    index: ExampleIndex, name: str
+) -> None:
+    selector = make(index, name)
+    for query in QUERIES:
+        found = selector.select(query, 1000)
+        check_hygiene(query, found, 1000)
+        assert {normalize_text(s.example.input) for s in found} == allowed_texts(query)
+        flt, keep = FILTERS[1]
+        found = selector.select(query, 1000, filter=flt)
+        assert {normalize_text(s.example.input) for s in found} == allowed_texts(query, keep)
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_a_filter_that_matches_nothing_returns_nothing(index: ExampleIndex, name: str) -> None:
+    selector = make(index, name)
+    assert selector.select(QUERIES[0], 3, filter={"label": "no_such_label"}) == []
+    assert selector.select(QUERIES[0], 3, filter={"topic": []}) == []
+    assert selector.select(QUERIES[0], 3, filter={"label": "top_up", "topic": "card"}) == []
+    everyone = [ex.id for ex in CORPUS]
+    assert selector.select(QUERIES[1], 3, exclude=everyone) == []
+    assert selector.select_batch(QUERIES[:3], 3, filter={"label": "none"}) == [[], [], []]
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_a_filter_on_an_unknown_field_raises(index: ExampleIndex, name: str) -> None:
+    selector = make(index, name)
+    with pytest.raises(FilterError, match="colour"):
+        selector.select(QUERIES[0], 3, filter={"colour": "red"})
+    with pytest.raises(FilterError):
+        selector.select(QUERIES[0], 3, filter={"topic": {"nested": 1}})
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_bad_queries_and_k_raise(index: ExampleIndex, name: str) -> None:
+    selector = make(index, name)
+    for bad_k in (0, -1, True, 2.5):
+        with pytest.raises(QueryError):
+            selector.select(QUERIES[0], bad_k)  # type: ignore[arg-type]
+    for bad_query in ("", "   \n"):
+        with pytest.raises(QueryError):
+            selector.select(bad_query, 3)
+    with pytest.raises(QueryError, match="query 1"):
+        selector.select_batch([QUERIES[0], " "], 3)
+    assert selector.select_batch([], 3) == []
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_deterministic_across_builds(index: ExampleIndex, name: str) -> None:
+    first, second = make(index, name), make(index, name)
+    rebuilt = make(ExampleIndex.build(CORPUS, HashingEncoder(64)), name)
+    for query in QUERIES:
+        expected = first.select(query, 5)
+        assert ids(second.select(query, 5)) == ids(expected)
+        assert ids(rebuilt.select(query, 5)) == ids(expected)
+        assert [s.score for s in rebuilt.select(query, 5)] == [s.score for s in expected]
+
+
+def test_random_depends_on_the_seed(index: ExampleIndex) -> None:
+    draws = {
+        tuple(ids(build_selector(index, "random", seed=seed).select(QUERIES[0], 5)))
+        for seed in range(6)
+    }
+    assert len(draws) > 1
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_select_batch_equals_one_by_one(index: ExampleIndex, name: str) -> None:
+    selector = make(index, name)
+    queries = [*QUERIES, QUERIES[0]]  # a repeated query too
+    for flt in (None, FILTERS[1][0], FILTERS[2][0]):
+        batch = selector.select_batch(queries, 4, filter=flt, exclude=["e01", "e09"])
+        single = [selector.select(q, 4, filter=flt, exclude=["e01", "e09"]) for q in queries]
+        assert [ids(found) for found in batch] == [ids(found) for found in single]
+        for got, want in zip(batch, single, strict=True):
+            assert [s.score for s in got] == pytest.approx([s.score for s in want], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_the_query_text_never_comes_back(index: ExampleIndex, name: str) -> None:
+    selector = make(index, name)
+    for example in CORPUS:
+        for query in (example.input, f"  {example.input.upper()} "):
+            found = selector.select(query, 6)
+            twins = {
+                ex.id for ex in CORPUS if normalize_text(ex.input) == normalize_text(example.input)
+            }
+            assert not twins & set(ids(found))
+            check_hygiene(query, found, 6)
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_writes_are_seen_and_deleted_examples_never_return(name: str) -> None:
+    index = ExampleIndex.build(CORPUS, HashingEncoder(64))
+    selector = make(index, name)
+    query = "my card PIN"
+    before = ids(selector.select(query, 30))
+    index.delete(before[:3])
+    after = ids(selector.select(query, 30))
+    assert not set(before[:3]) & set(after)
+    index.add([Example(input="Reset the PIN code of my bank card", label="change_pin", id="new")])
+    grown = ids(selector.select(query, 30))
+    assert "new" in grown
+    assert len(grown) == len(after) + 1
+
+
+WORDS = ["my", "card", "pin", "transfer", "fee", "pending", "top", "up", "account"]
+WORDS += ["close", "cash", "money", "arrived", "the", "a", "zebra"]
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    query=st.lists(
+        st.sampled_from(WORDS),
+        min_size=1,
+        max_size=6,
+    ).map(" ".join),
+    k=st.integers(min_value=1, max_value=30),
+    labels=st.one_of(
+        st.none(),
+        st.lists(st.sampled_from(sorted({ex.label for ex in CORPUS if ex.label})), max_size=3),
+    ),
+    exclude=st.lists(st.sampled_from([ex.id for ex in CORPUS]), max_size=4),
+)
+def test_contract_holds_for_any_request(
+    index: ExampleIndex,
+    name: str,
+    query: str,
+    k: int,
+    labels: list[str] | None,
+    exclude: list[str],
+) -> None:
+    selector = make(index, name)
+    flt = None if labels is None else {"label": labels}
+    found = selector.select(query, k, filter=flt, exclude=exclude)
+    check_hygiene(query, found, k)
+    assert not set(ids(found)) & set(exclude)
+    if labels is not None:
+        assert all(s.example.label in labels for s in found)
+
+    def keep(ex: Example) -> bool:
+        return labels is None or ex.label in labels
+
+    assert len(found) == min(k, len(allowed_texts(query, keep, tuple(exclude))))
+    assert ids(selector.select_batch([query], k, filter=flt, exclude=exclude)[0]) == ids(found)
