@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kshot.errors import ConfigError, KshotError
+
+if TYPE_CHECKING:
+    from kshot.types import Scored
 
 app = typer.Typer(
     name="kshot",
@@ -234,6 +238,24 @@ Filters = Annotated[
 Excludes = Annotated[list[str] | None, typer.Option("--exclude", help="Example id to leave out.")]
 
 
+def _select(
+    path: Path,
+    query: str,
+    k: int,
+    selector: str,
+    param: list[str] | None,
+    filter: list[str] | None,
+    exclude: list[str] | None,
+) -> list[Scored]:
+    from kshot.index import ExampleIndex
+    from kshot.selector import build_selector
+
+    index = ExampleIndex.load(path)
+    return build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
+        query, k, filter=_parse_filter(filter or []), exclude=exclude or []
+    )
+
+
 @app.command("select")
 def select_cmd(
     path: IndexDir,
@@ -246,13 +268,7 @@ def select_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Select the k examples for a query."""
-    from kshot.index import ExampleIndex
-    from kshot.selector import build_selector
-
-    index = ExampleIndex.load(path)
-    chosen = build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
-        query, k, filter=_parse_filter(filter or []), exclude=exclude or []
-    )
+    chosen = _select(path, query, k, selector, param, filter, exclude)
     if as_json:
         _echo_json({"examples": [s.to_dict() for s in chosen]})
         return
@@ -311,16 +327,11 @@ def prompt_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Select examples for a query and assemble the prompt."""
-    from kshot.index import ExampleIndex
     from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate, default_counter
-    from kshot.selector import build_selector
 
     if format not in ("text", "chat"):
         raise ConfigError(f"--format must be 'text' or 'chat', got {format!r}")
-    index = ExampleIndex.load(path)
-    chosen = build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
-        query, k, filter=_parse_filter(filter or []), exclude=exclude or []
-    )
+    chosen = _select(path, query, k, selector, param, filter, exclude)
     counter = HFTokenCounter(tokenizer) if tokenizer else default_counter()
     assembler = PromptAssembler(PromptTemplate(instructions=instructions), counter)
     prompt = assembler.assemble(
@@ -396,6 +407,8 @@ def demo_cmd(
 def main() -> None:
     """Entry point of the ``kshot`` console script: KshotError becomes one line and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # transformers draws a bar for every sub-second weight load; kshot draws its own on slow work.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except KshotError as exc:

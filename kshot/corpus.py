@@ -14,11 +14,11 @@ import csv
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kshot._files import atomic_writer
 from kshot.errors import DataError, missing_extra
 from kshot.types import Example
 
@@ -116,28 +116,17 @@ def write_jsonl(examples: Iterable[Example], path: str | os.PathLike[str]) -> in
         DataError: an example's metadata is not JSON-serialisable (the message names the id).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     count = 0
-    try:
-        # mkstemp makes the file private (0600); give it the usual mode of the file it replaces.
-        os.chmod(tmp_name, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for example in examples:
-                try:
-                    line = json.dumps(example.to_dict(), ensure_ascii=False)
-                except (TypeError, ValueError) as exc:
-                    raise DataError(
-                        f"example {example.id or count + 1!r} cannot be written as JSON: {exc}"
-                    ) from exc
-                handle.write(line + "\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target, "w", encoding="utf-8", newline="\n") as handle:
+        for example in examples:
+            try:
+                line = json.dumps(example.to_dict(), ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise DataError(
+                    f"example {example.id or count + 1!r} cannot be written as JSON: {exc}"
+                ) from exc
+            handle.write(line + "\n")
+            count += 1
     logger.debug("wrote %d examples to %s", count, target)
     return count
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from kshot._files import sha256
 from kshot.corpus import write_jsonl
 from kshot.errors import ConfigError, DatasetError
 from kshot.types import Example
@@ -393,18 +394,10 @@ def _matches(path: Path, expected: str) -> bool:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key in _verified:
         return True
-    if _sha256(path) != expected:
+    if sha256(path) != expected:
         return False
     _verified.add(key)
     return True
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download(archive: Archive, target: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from kshot._device import resolve_device
 from kshot.errors import ConfigError, MissingDependencyError
 
 __all__ = [
@@ -62,21 +63,6 @@ class Encoder(Protocol):
     ) -> Matrix:
         """Encode ``texts`` into an ``(len(texts), dim)`` float32 array with unit-norm rows."""
         ...
-
-
-def resolve_device(device: str = "auto") -> str:
-    """Map ``"auto"`` to the best available torch device: cuda, then mps, then cpu."""
-    if device != "auto":
-        return device
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _bundled_model_path() -> Path | None:

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm.auto import tqdm
 
+from kshot._files import atomic_path
 from kshot._version import __version__
 from kshot.errors import (
     ConfigError,
@@ -568,16 +569,9 @@ class ExampleIndex:
         return target
 
     def _write_vectors_and_manifest(self, layout: IndexLayout) -> None:
-        fd, tmp_name = tempfile.mkstemp(dir=layout.root, prefix=".vectors.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        with atomic_path(layout.vectors) as tmp:
             self._vectors.save(tmp)
             digest = sha256(tmp)
-            os.replace(tmp, layout.vectors)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         manifest = Manifest(
             kshot_version=__version__,
             encoder=self.encoder_name,

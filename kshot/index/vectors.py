@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,8 +189,6 @@ class VectorIndex:
                 f"{self.factory} cannot remove vectors; rebuild the index before saving"
             )
         faiss.write_index(self._index, str(path))
-        with path.open("rb+") as handle:
-            os.fsync(handle.fileno())
 
     @classmethod
     def load(cls, path: Path, factory: str, *, nprobe: int | None = None) -> VectorIndex:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from kshot._device import resolve_device
 from kshot.errors import ConfigError, MissingDependencyError, ModelError
 from kshot.model._bundled import (
     BUNDLED_GGUF_FILE,
@@ -45,23 +46,9 @@ from kshot.model.base import (
     is_single_prompt,
 )
 
-__all__ = ["TransformersLM", "pick_device"]
+__all__ = ["TransformersLM"]
 
 logger = logging.getLogger(__name__)
-
-
-def pick_device(device: str = "auto") -> str:
-    """Resolve ``"auto"`` to ``cuda``, else ``mps``, else ``cpu``; return others unchanged."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _resolve_dtype(dtype: Any, device: str) -> Any:
@@ -116,7 +103,7 @@ class TransformersLM:
             ) from exc
         if batch_size < 1 or max_batch_tokens < 1:
             raise ConfigError("batch_size and max_batch_tokens must be positive")
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
         self.seed = seed
         self.batch_size = batch_size
