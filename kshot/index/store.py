@@ -109,6 +109,7 @@ class ExampleStore:
             raise DataError(
                 f"embeddings have shape {embeddings.shape}, expected ({len(examples)}, {self.dim})"
             )
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -127,7 +128,7 @@ class ExampleStore:
                         ex.output,
                         ex.label,
                         _dump_metadata(ex, i),
-                        embeddings[i].astype(np.float32).tobytes(),
+                        embeddings[i].tobytes(),
                     )
                     for i, (ex, row, ex_id) in enumerate(zip(examples, rows, ids, strict=True))
                 ]

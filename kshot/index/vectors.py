@@ -19,13 +19,15 @@ import numpy as np
 import numpy.typing as npt
 
 from kshot.errors import ConfigError, IndexFormatError
+from kshot.selector._math import top_k
 
 __all__ = ["APPROX_THRESHOLD", "VectorIndex", "choose_factory", "exact_search"]
 
 logger = logging.getLogger(__name__)
 
 #: Below this many vectors an exact flat scan is both fast enough and simplest.
-APPROX_THRESHOLD = 200_000
+APPROX_THRESHOLD = 50_000
+_BLOCK_FLOATS = 1 << 24  # score-matrix block of exact_search: 64 MiB of float32
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -39,35 +41,31 @@ def choose_factory(n: int) -> str:
     return f"IVF{nlist},Flat"
 
 
-def exact_search(queries: Floats, vectors: Floats, k: int) -> tuple[Floats, npt.NDArray[np.intp]]:
+def exact_search(
+    queries: Floats, vectors: Floats, k: int, *, valid: npt.NDArray[np.bool_] | None = None
+) -> tuple[Floats, npt.NDArray[np.int64]]:
     """Exact top-k inner product of each query against ``vectors``; ties by lower position.
 
-    Returns ``(scores, positions)`` of shape ``(m, min(k, n))``.
+    Rows of ``vectors`` outside ``valid`` are never returned. Queries go through in blocks, so a
+    batch costs one matrix product per block (BLAS), not one scan per query. Returns
+    ``(scores, positions)`` of shape ``(m, min(k, candidates))``.
     """
     n = vectors.shape[0]
-    k = min(k, n)
+    k = min(k, n if valid is None else int(valid.sum()))
+    m = len(queries)
+    scores_out = np.empty((m, k), np.float32)
+    positions = np.empty((m, k), np.int64)
     if k == 0:
-        return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.intp)
-    scores = queries @ vectors.T
-    if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(n), (len(queries), n))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
-    positions = np.take_along_axis(part, order, axis=1)
-    # argpartition picks an arbitrary member among equal scores at the cut; recover the lowest.
-    kth = np.take_along_axis(scores, positions[:, -1:], axis=1)
-    ties = (scores == kth).sum(axis=1) > (np.take_along_axis(scores, positions, axis=1) == kth).sum(
-        axis=1
-    )
-    for row in np.flatnonzero(ties):
-        above = np.flatnonzero(scores[row] > kth[row, 0])
-        equal = np.flatnonzero(scores[row] == kth[row, 0])
-        pick = np.concatenate([above, equal[: k - len(above)]])
-        pick = pick[np.lexsort((pick, -scores[row, pick]))]
-        positions[row] = pick
-    return np.take_along_axis(scores, positions, axis=1).astype(np.float32), positions
+        return scores_out, positions
+    step = max(1, _BLOCK_FLOATS // max(n, 1))
+    for start in range(0, m, step):
+        block = queries[start : start + step] @ vectors.T
+        if valid is not None:
+            block[:, ~valid] = -np.inf
+        picked = top_k(block, k)
+        positions[start : start + step] = picked
+        scores_out[start : start + step] = np.take_along_axis(block, picked, axis=1)
+    return scores_out, positions
 
 
 @dataclass
@@ -142,15 +140,28 @@ class VectorIndex:
                 self._dead.update(int(r) for r in rows)
 
     def search(
-        self, queries: Floats, k: int, *, allowed_rows: Ints | None = None
+        self,
+        queries: Floats,
+        k: int,
+        *,
+        allowed_rows: Ints | None = None,
+        excluded_rows: Ints | None = None,
     ) -> tuple[Floats, Ints]:
-        """Top-k rows per query (``-1`` pads short rows), restricted to ``allowed_rows``."""
+        """Top-k rows per query (``-1`` pads short rows).
+
+        Results lie inside ``allowed_rows`` when given, and never in ``excluded_rows``.
+        """
         selector: Any = None
+        hidden = np.fromiter(self._dead, dtype=np.int64, count=len(self._dead))
+        if excluded_rows is not None:
+            hidden = np.concatenate([hidden, np.asarray(excluded_rows, np.int64)])
         if allowed_rows is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_rows, dtype=np.int64))
-        elif self._dead:
-            dead = np.fromiter(self._dead, dtype=np.int64, count=len(self._dead))
-            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead))
+            allowed = np.asarray(allowed_rows, np.int64)
+            if len(hidden):
+                allowed = np.setdiff1d(allowed, hidden)
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed))
+        elif len(hidden):
+            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.ascontiguousarray(hidden)))
         # `selector` stays referenced here for the whole search, as FAISS requires.
         params: Any = None
         if self.factory.startswith("IVF"):
@@ -165,15 +176,28 @@ class VectorIndex:
         )
         return scores.astype(np.float32), rows.astype(np.int64)
 
-    def tune(self, queries: Floats, exact_rows: Ints, k: int, target: float) -> SearchStats:
-        """Raise ``nprobe`` until recall@k against ``exact_rows`` reaches ``target``."""
+    def tune(
+        self,
+        queries: Floats,
+        exact_rows: Ints,
+        k: int,
+        target: float,
+        *,
+        held_out: Ints | None = None,
+    ) -> SearchStats:
+        """Raise ``nprobe`` until recall@k against ``exact_rows`` reaches ``target``.
+
+        When ``queries`` are stored vectors, pass their rows as ``held_out``: they are hidden
+        from the search (and must be absent from ``exact_rows``), since a query that can find
+        itself, in the very list it was assigned to, overstates the recall of new queries.
+        """
         if not self.factory.startswith("IVF"):
             return SearchStats()
         nlist = int(faiss.extract_index_ivf(self._index).nlist)
         nprobe, recall = 1, 0.0
         while True:
             self.nprobe = nprobe
-            _, found = self.search(queries, k)
+            _, found = self.search(queries, k, excluded_rows=held_out)
             hits = sum(len(set(a) & set(b)) for a, b in zip(found, exact_rows, strict=True))
             recall = hits / exact_rows.size
             if recall >= target or nprobe >= nlist:

@@ -289,7 +289,11 @@ class BaseSelector:
                 self.clean(q, zip(slots[i].tolist(), scores[i].tolist(), strict=True), k)
                 for i, q in enumerate(queries)
             ]
-            if all(len(p) == k for p in picks) or want >= available:
+            lacking = [i for i, p in enumerate(picks) if len(p) < k]
+            # A padded row means the index returned everything it can reach for that query (an
+            # approximate index may reach fewer than `available`): asking for more cannot help.
+            reached_all = all((slots[i] < 0).any() for i in lacking)
+            if not lacking or reached_all or want >= available:
                 return picks
             want = min(available, want * 4)
 

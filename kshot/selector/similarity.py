@@ -15,6 +15,7 @@ __all__ = ["SimilaritySelector", "available", "nearest", "vector_fetcher"]
 Fetch = Callable[[int], tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]
 
 _NO_SLOT = np.iinfo(np.int64).max
+_GATHER_FLOATS = 1 << 24  # 64 MiB of float32 candidate vectors per block
 
 
 @register("similarity")
@@ -48,8 +49,13 @@ def nearest(
     """
     _, slots = index.vector_search(vectors, n, mask)
     valid = slots >= 0
-    candidates = index.slot_vectors(np.where(valid, slots, 0))
-    scores = np.einsum("mnd,md->mn", candidates, vectors, dtype=np.float64)
+    scores = np.full(slots.shape, -np.inf)
+    # Gather candidate vectors a block of queries at a time: (m, n, d) at once can be gigabytes.
+    step = max(1, _GATHER_FLOATS // max(1, slots.shape[1] * vectors.shape[1]))
+    for start in range(0, len(slots), step):
+        block = slice(start, start + step)
+        candidates = index.slot_vectors(np.where(valid[block], slots[block], 0))
+        scores[block] = np.einsum("mnd,md->mn", candidates, vectors[block], dtype=np.float64)
     scores[~valid] = -np.inf
     order = np.lexsort((np.where(valid, slots, _NO_SLOT), -scores), axis=-1)
     return (
