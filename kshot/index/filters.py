@@ -29,12 +29,12 @@ def value_key(value: Any) -> str:
     """The canonical key of a metadata value (its sorted-key JSON form)."""
     if value is None or isinstance(value, (str, int, float, bool)):
         # Corpora repeat a few metadata values across many rows: serialise each once.
-        return _scalar_key(type(value), value)
+        return _scalar_key(type(value).__name__, value)
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=65_536)
-def _scalar_key(kind: type, value: Any) -> str:
+def _scalar_key(kind: str, value: Any) -> str:
     # `kind` is part of the cache key so that 1, 1.0 and True keep distinct keys.
     return json.dumps(value, ensure_ascii=False)
 
