@@ -388,6 +388,26 @@ def serve_cmd(
     serve(ServerSettings(**overrides))
 
 
+# -- bench -----------------------------------------------------------------------------------------
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@bench_app.command("quality", context_settings=_PASS_THROUGH)
+def bench_quality(ctx: typer.Context) -> None:
+    """In-context arms vs fine-tuned baselines (options: kshot bench quality --help)."""
+    from kshot.bench.quality import main as quality_main
+
+    raise typer.Exit(quality_main(ctx.args))
+
+
+@bench_app.command("speed", context_settings=_PASS_THROUGH)
+def bench_speed(ctx: typer.Context) -> None:
+    """Latency and throughput vs LangChain's selectors (options: kshot bench speed --help)."""
+    from kshot.bench.speed import main as speed_main
+
+    raise typer.Exit(speed_main(ctx.args))
+
+
 # -- demo ------------------------------------------------------------------------------------------
 @app.command("demo")
 def demo_cmd(
