@@ -46,7 +46,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,6 +57,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kshot._files import atomic_write_bytes
 from kshot._version import __version__
 from kshot.errors import ConfigError, DataError
 from kshot.index.filters import normalize_text
@@ -487,22 +487,8 @@ def _environment(device: str) -> dict[str, Any]:
 # --- files --------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, value: Any) -> None:
-    _write_atomic(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode("utf-8"))
 
 
 def _key(value: Any) -> str:
@@ -1205,7 +1191,7 @@ class _Runner:
         if lm is not None:
             result["environment"]["machine"]["device"] = lm.device
         _write_json(self.out / "results.json", result)
-        _write_atomic(self.out / "results.md", _markdown(result).encode("utf-8"))
+        atomic_write_bytes(self.out / "results.md", _markdown(result).encode("utf-8"))
         try:
             _plot(summary, self.out / "accuracy_vs_k.png", title=f"{self.data_name}")
         except ImportError:  # pragma: no cover - matplotlib is in the bench extra
