@@ -427,6 +427,9 @@ def demo_cmd(
 def main() -> None:
     """Entry point of the ``kshot`` console script: KshotError becomes one line and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Some libraries set their own loggers to DEBUG; the console shows warnings and worse only.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
     # transformers draws a bar for every sub-second weight load; kshot draws its own on slow work.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:

@@ -74,6 +74,7 @@ def run_demo(*, questions: int = 5, k: int = 4, use_model: bool = True, seed: in
     rng = np.random.default_rng(seed)
     picked = [test[i] for i in rng.choice(len(test), size=min(questions, len(test)), replace=False)]
     selectors = {name: build_selector(index, name) for name in STRATEGIES}
+    index.encoder.encode(["warm-up"])  # load the encoder now, so the timings below are per query
 
     lm = assembler = None
     label_texts: list[str] = []
