@@ -851,8 +851,9 @@ def _build_vectors(
     index = VectorIndex.create(columns.dim, factory)
     rng = np.random.default_rng(seed)
     if not index.is_trained:
-        sample = vectors[rng.choice(len(vectors), size=min(len(vectors), 100_000), replace=False)]
-        index.train(sample)
+        # k-means needs about 40 points per list (FAISS warns below 39); more only costs time.
+        size = min(len(vectors), max(40 * index.nlist, 10_000))
+        index.train(vectors[rng.choice(len(vectors), size=size, replace=False)])
     index.add(rows, vectors)
     if index.is_trained and factory.startswith("IVF"):
         picks = rng.choice(

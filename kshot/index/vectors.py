@@ -39,7 +39,9 @@ def choose_factory(n: int) -> str:
     """Pick a FAISS factory string for ``n`` vectors: exact below the threshold, IVF above."""
     if n < APPROX_THRESHOLD:
         return "Flat"
-    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    # About 2 sqrt(n) lists: training and assignment cost grow with the list count, while a
+    # search scans nprobe/nlist of the vectors; this keeps both low at a million rows.
+    nlist = 2 ** round(math.log2(2 * math.sqrt(n)))
     return f"IVF{nlist},Flat"
 
 
@@ -110,6 +112,13 @@ class VectorIndex:
     def ntotal(self) -> int:
         """How many vectors the index holds (deleted ones included where FAISS cannot remove)."""
         return int(self._index.ntotal)
+
+    @property
+    def nlist(self) -> int:
+        """How many inverted lists an IVF index has (1 for other index types)."""
+        if not self.factory.startswith("IVF"):
+            return 1
+        return int(faiss.extract_index_ivf(self._index).nlist)
 
     @property
     def is_trained(self) -> bool:
@@ -195,7 +204,7 @@ class VectorIndex:
         """
         if not self.factory.startswith("IVF"):
             return SearchStats()
-        nlist = int(faiss.extract_index_ivf(self._index).nlist)
+        nlist = self.nlist
         # Held-out rows still overstate recall on corpora full of near-duplicates (their twins
         # share a list); probing at least MIN_NPROBE lists costs little and guards against it.
         nprobe, recall = min(nlist, MIN_NPROBE), 0.0
