@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kshot.index.vectors import APPROX_THRESHOLD
+
 __all__ = ["targets", "write_markdown", "write_plot"]
 
 
@@ -194,9 +196,9 @@ def write_markdown(r: Mapping[str, Any], path: Path) -> None:
                     )
         lines += [
             "",
-            "`*_ivf` rows: kshot over an IVF index (nprobe tuned by kshot at build time) instead "
-            "of its default exact index below 200k; agreement is then against LangChain's exact "
-            "search.",
+            "`*_ivf` rows: kshot over an IVF index of about 4 sqrt(n) lists (nprobe tuned) "
+            f"whatever the size; kshot's default is exact below {APPROX_THRESHOLD:,} rows and IVF "
+            "above. Agreement is against LangChain's exact search.",
             "",
             "Build (precomputed vectors):",
             "",
@@ -376,7 +378,7 @@ def write_plot(r: Mapping[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("examples in the corpus")
     ax.set_ylabel("p50 latency per query, ms (query vector in hand)")
-    ax.set_title("Selection latency vs corpus size (exact below 200k, IVF above)")
+    ax.set_title(f"Selection latency vs corpus size (exact below {APPROX_THRESHOLD:,}, IVF above)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
