@@ -305,6 +305,21 @@ class ExampleIndex:
         progress.close()
         chosen = factory or choose_factory(len(items))
         vector_index, recall = _build_vectors(columns, chosen, recall_target, seed)
+        if (
+            factory is None
+            and vector_index.nprobe
+            and vector_index.nprobe > vector_index.nlist // 4
+        ):
+            # Vectors without cluster structure: IVF would scan most lists anyway, slower than an
+            # exact scan. Only the default choice falls back; an explicit factory is kept.
+            logger.warning(
+                "%s needs nprobe %d of %d lists for recall@10 %.2f; using an exact index",
+                chosen,
+                vector_index.nprobe,
+                vector_index.nlist,
+                recall_target,
+            )
+            vector_index, recall = _build_vectors(columns, "Flat", recall_target, seed)
         index = cls(store, encoder, encoder.name, vector_index, columns, recall_at_10=recall)
         if path is not None:
             index.save(path)

@@ -539,3 +539,28 @@ def test_banking77_full_train_nearest_neighbour_accuracy(
     assert len(index.labels()) == 77
     queries = banking_test[::6][:500]
     assert one_nn_accuracy(index, queries) >= 0.88
+
+
+def test_default_ivf_falls_back_to_exact_on_unclustered_vectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import kshot.index.vectors as vectors_module
+
+    monkeypatch.setattr(vectors_module, "APPROX_THRESHOLD", 1_000)
+    rng = np.random.default_rng(0)
+    n, dim = 3_000, 32
+    examples = [{"input": f"row {i}"} for i in range(n)]
+    # Gaussian noise has no clusters: IVF would have to probe most lists to reach the target.
+    noise = rng.normal(size=(n, dim)).astype(np.float32)
+    index = ExampleIndex.build(examples, HashingEncoder(dim), embeddings=noise)
+    assert index.factory == "Flat"
+    # Well-clustered vectors keep the approximate index chosen by size.
+    centres = rng.normal(size=(20, dim)).astype(np.float32)
+    clustered = centres[rng.integers(0, 20, n)] + 0.05 * rng.normal(size=(n, dim))
+    index = ExampleIndex.build(examples, HashingEncoder(dim), embeddings=clustered)
+    assert index.factory.startswith("IVF")
+    # An explicit factory is kept even on noise.
+    index = ExampleIndex.build(
+        examples, HashingEncoder(dim), embeddings=noise, factory="IVF16,Flat"
+    )
+    assert index.factory == "IVF16,Flat"
