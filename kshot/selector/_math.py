@@ -240,16 +240,18 @@ def mmr(
     picks = np.empty(k, dtype=np.int64)
     if k == 0:
         return picks
-    neg_inf = -np.inf
-    first = int(np.argmax(np.where(ok, rel, neg_inf)))
+    # The relevance term, scaled once; picked and invalid candidates hold -inf there, so the
+    # loop needs no mask (each pick is a handful of vector operations).
+    gain = np.where(ok, lambda_mult * rel, -np.inf)
+    first = int(np.argmax(np.where(ok, rel, -np.inf)))
     picks[0] = first
-    ok[first] = False
+    gain[first] = -np.inf
     max_sim = cands @ cands[first]
+    penalty = 1 - lambda_mult
     for i in range(1, k):
-        score = lambda_mult * rel - (1 - lambda_mult) * max_sim
-        j = int(np.argmax(np.where(ok, score, neg_inf)))
+        j = int(np.argmax(gain - penalty * max_sim))
         picks[i] = j
-        ok[j] = False
+        gain[j] = -np.inf
         if i + 1 < k:
             np.maximum(max_sim, cands @ cands[j], out=max_sim)
     return picks
