@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -229,6 +230,66 @@ def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
     return out
 
 
+OVERHEAD_PAIRS = 100
+
+
+def interleaved_overhead(
+    url: str,
+    index_dir: Path,
+    tokenizer: str | None,
+    queries: list[str],
+    torch_threads: int | None,
+) -> dict[str, Any]:
+    """The server's own cost: HTTP prompt calls and the same work in process, alternated.
+
+    Alternating one HTTP call (one client, nothing else in flight) with one in-process
+    encode + select + assemble exposes both to the same background load, so the difference of
+    their medians is the HTTP layer's cost, not the machine's mood.
+    """
+    import torch
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    from kshot.index import ExampleIndex
+    from kshot.prompt import PromptAssembler, WhitespaceCounter, default_counter
+    from kshot.prompt.budget import HFTokenCounter, TokenCounter
+    from kshot.selector import SelectorSpec, build_selector
+
+    index = ExampleIndex.load(index_dir, device="cpu")
+    index.encoder.encode(["warm-up"])
+    counter: TokenCounter
+    if tokenizer is None:
+        counter = default_counter()
+    elif tokenizer == "whitespace":
+        counter = WhitespaceCounter()
+    else:
+        counter = HFTokenCounter(tokenizer)
+    assembler = PromptAssembler(counter=counter)
+    selector = build_selector(index, SelectorSpec(SELECTOR, {}))
+    http_ms: list[float] = []
+    local_ms: list[float] = []
+    with httpx.Client(timeout=60) as client:
+        for i, query in enumerate(queries):
+            started = time.perf_counter()
+            if i % 2 == 0:
+                response = client.post(
+                    url + "/v1/prompt", json={"query": query, "k": K, "selector": SELECTOR}
+                )
+                response.raise_for_status()
+                http_ms.append((time.perf_counter() - started) * 1000)
+            else:
+                assembler.assemble(query, selector.select(query, K))
+                local_ms.append((time.perf_counter() - started) * 1000)
+    http_p50 = statistics.median(http_ms)
+    local_p50 = statistics.median(local_ms)
+    return {
+        "pairs": len(local_ms),
+        "http_prompt_p50_ms": round(http_p50, 2),
+        "in_process_p50_ms": round(local_p50, 2),
+        "overhead_p50_ms": round(http_p50 - local_p50, 2),
+    }
+
+
 def in_process(
     index_dir: Path,
     tokenizer: str | None,
@@ -339,6 +400,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"| encoder alone, 1 query/call | {one['queries_per_s']} | {one['p50_ms']} | - | - |"
     )
     rows.append(f"| encoder alone, batches of 64 | {b64['texts_per_s']} texts/s | - | - | - |")
+    over = result.get("overhead")
+    if over:
+        rows.append(
+            f"| interleaved: HTTP /v1/prompt vs in-process, {over['pairs']} pairs | - | "
+            f"{over['http_prompt_p50_ms']} vs {over['in_process_p50_ms']} "
+            f"(overhead {over['overhead_p50_ms']}) | - | - |"
+        )
     env = result["environment"]
     head = (
         f"kshot HTTP load: {result['index']['count']} BANKING77 examples, encoder "
@@ -375,13 +443,14 @@ def main(argv: list[str] | None = None) -> int:
     index_dir = ensure_index(args.index)
     queries = test_queries()
     n = args.requests
-    need = 2 * n + args.in_process + 200 + 640
+    need = 2 * n + args.in_process + 200 + 640 + OVERHEAD_PAIRS * 2
     if len(queries) < need:
         raise SystemExit(f"only {len(queries)} distinct test queries; lower --requests")
     select_q = queries[:n]
     prompt_q = queries[n : 2 * n]
     inproc_q = queries[2 * n : 2 * n + args.in_process]
-    enc_q = queries[2 * n + args.in_process : need]
+    enc_q = queries[2 * n + args.in_process : need - OVERHEAD_PAIRS * 2]
+    overhead_q = queries[need - OVERHEAD_PAIRS * 2 : need]
 
     result: dict[str, Any] = {
         "config": {
@@ -421,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
             time_cap=args.time_cap,
         )
         print("prompt:", result["http"]["prompt"], flush=True)
+        result["overhead"] = interleaved_overhead(
+            server.url, index_dir, args.tokenizer, overhead_q, args.torch_threads
+        )
+        print("overhead:", result["overhead"], flush=True)
     finally:
         server.stop()
     bare, _ = start_bare()
