@@ -136,7 +136,8 @@ def index_build(
     id_field: IdField = "id",
     metadata_fields: MetadataFields = "",
     model: Annotated[
-        str | None, typer.Option(help="sentence-transformers model name or path.")
+        str | None,
+        typer.Option(help="sentence-transformers model name or path ('hashing:DIM' for tests)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")] = "auto",
     factory: Annotated[
@@ -153,13 +154,13 @@ def index_build(
     import numpy as np
 
     from kshot.corpus import read_examples
-    from kshot.index import ExampleIndex, SentenceTransformerEncoder
+    from kshot.index import DEFAULT_MODEL, ExampleIndex, encoder_from_name
 
     examples = read_examples(
         source, **_field_options(input_field, output_field, label_field, id_field, metadata_fields)
     )
     vectors = None if embeddings is None else np.load(embeddings, mmap_mode="r")
-    encoder = SentenceTransformerEncoder(model, device=device)
+    encoder = encoder_from_name(model or DEFAULT_MODEL, device=device)
     started = time.perf_counter()
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
