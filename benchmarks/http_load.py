@@ -233,6 +233,30 @@ def timed(fn: Callable[[], Any], repeat: int) -> list[float]:
 OVERHEAD_PAIRS = 100
 
 
+def load_in_process(
+    index_dir: Path, tokenizer: str | None, torch_threads: int | None
+) -> tuple[Any, Any]:
+    """The index (encoder warmed) and a prompt assembler, as the server builds them."""
+    import torch
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    from kshot.index import ExampleIndex
+    from kshot.prompt import PromptAssembler, WhitespaceCounter, default_counter
+    from kshot.prompt.budget import HFTokenCounter, TokenCounter
+
+    index = ExampleIndex.load(index_dir, device="cpu")
+    index.encoder.encode(["warm-up"])
+    counter: TokenCounter
+    if tokenizer is None:
+        counter = default_counter()
+    elif tokenizer == "whitespace":
+        counter = WhitespaceCounter()
+    else:
+        counter = HFTokenCounter(tokenizer)
+    return index, PromptAssembler(counter=counter)
+
+
 def interleaved_overhead(
     url: str,
     index_dir: Path,
@@ -246,25 +270,9 @@ def interleaved_overhead(
     encode + select + assemble exposes both to the same background load, so the difference of
     their medians is the HTTP layer's cost, not the machine's mood.
     """
-    import torch
-
-    if torch_threads:
-        torch.set_num_threads(torch_threads)
-    from kshot.index import ExampleIndex
-    from kshot.prompt import PromptAssembler, WhitespaceCounter, default_counter
-    from kshot.prompt.budget import HFTokenCounter, TokenCounter
     from kshot.selector import SelectorSpec, build_selector
 
-    index = ExampleIndex.load(index_dir, device="cpu")
-    index.encoder.encode(["warm-up"])
-    counter: TokenCounter
-    if tokenizer is None:
-        counter = default_counter()
-    elif tokenizer == "whitespace":
-        counter = WhitespaceCounter()
-    else:
-        counter = HFTokenCounter(tokenizer)
-    assembler = PromptAssembler(counter=counter)
+    index, assembler = load_in_process(index_dir, tokenizer, torch_threads)
     selector = build_selector(index, SelectorSpec(SELECTOR, {}))
     http_ms: list[float] = []
     local_ms: list[float] = []
@@ -299,24 +307,10 @@ def in_process(
 ) -> dict[str, Any]:
     import torch
 
-    if torch_threads:
-        torch.set_num_threads(torch_threads)
-    from kshot.index import ExampleIndex
-    from kshot.prompt import PromptAssembler, WhitespaceCounter, default_counter
-    from kshot.prompt.budget import HFTokenCounter, TokenCounter
     from kshot.selector import SelectorSpec, build_selector
 
-    index = ExampleIndex.load(index_dir, device="cpu")
+    index, assembler = load_in_process(index_dir, tokenizer, torch_threads)
     encoder = index.encoder
-    encoder.encode(["warm-up"])
-    counter: TokenCounter
-    if tokenizer is None:
-        counter = default_counter()
-    elif tokenizer == "whitespace":
-        counter = WhitespaceCounter()
-    else:
-        counter = HFTokenCounter(tokenizer)
-    assembler = PromptAssembler(counter=counter)
     it = iter(queries)
 
     def select_and_assemble() -> None:
@@ -364,7 +358,7 @@ def in_process(
             "texts_per_s": round(len(batch_texts) / batch_s, 1),
         },
         "torch_threads": torch.get_num_threads(),
-        "tokenizer": counter.name,
+        "tokenizer": assembler.counter.name,
     }
 
 
