@@ -10,6 +10,7 @@ import pytest
 
 from kshot.errors import ConfigError
 from kshot.model import LanguageModel, TransformersLM
+from kshot.model.transformers_lm import _LabelTrie
 from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate
 from kshot.types import Example, Scored
 
@@ -21,9 +22,10 @@ def test_scores_rank_forced_answer_and_equal_naive(smollm2_lm: TransformersLM) -
     lm = smollm2_lm
     assert isinstance(lm, LanguageModel)
     prompts = ["The capital of France is", FEW_SHOT_YES]
-    labels = [" Paris", " banana", " yes", " no", " London is big"]
+    # the last two share the nodes of " London is" in the continuation pass's prefix tree
+    labels = [" Paris", " banana", " yes", " no", " London is big", " London is small"]
     scores = lm.score_labels(prompts, labels)
-    assert scores.shape == (2, 5) and scores.dtype == np.float64
+    assert scores.shape == (2, 6) and scores.dtype == np.float64
     assert scores[0, 0] > scores[0, 1] + 5  # Paris >> banana
     assert scores[1].argmax() == 2  # yes
     assert np.all(scores < 0)
@@ -32,6 +34,16 @@ def test_scores_rank_forced_answer_and_equal_naive(smollm2_lm: TransformersLM) -
     # a single prompt takes the expanded (not indexed) cache path
     one = lm.score_labels([FEW_SHOT_YES], labels)
     np.testing.assert_allclose(one, scores[1:], atol=1e-3)
+
+
+def test_label_trie_shares_prefixes_and_scores_every_later_token() -> None:
+    # labels as token ids: [5, 6, 7] and [5, 6, 8] share the node path 5 -> 6
+    trie = _LabelTrie([[5, 6, 7], [5, 6, 8], [9], [], [5, 2]])
+    assert trie.tokens == [5, 6]  # first tokens come from the prompt's logits, last feed nothing
+    assert trie.depths == [0, 1]
+    assert trie.ancestors == [[0], [0, 1]]
+    assert sorted(trie.picks) == sorted([(0, 6, 0), (1, 7, 0), (0, 6, 1), (1, 8, 1), (0, 2, 4)])
+    assert _LabelTrie([[1], [2]]).tokens == []
 
 
 @pytest.mark.slow
