@@ -743,6 +743,13 @@ class _Runner:
         )
         try:
             for arm in todo:
+                # another process sharing this results folder may have finished it meanwhile
+                record = self._load_arm(arm)
+                if record is not None:
+                    logger.info("arm %s: finished by another run; kept", arm.id)
+                    done[arm.id] = record
+                    self._progress.update(self.arm_units(arm))
+                    continue
                 self._progress.set_postfix_str(arm.id)
                 logger.info("running arm %s", arm.id)
                 record = self._run_arm(arm)

@@ -364,3 +364,24 @@ def test_smoke_run(tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.Monkey
     assert again["weights_cached"] is True
     assert again["train_seconds"] == lora["train_seconds"]
     assert again["accuracy"] == lora["accuracy"]
+
+    # An arm that another run sharing the folder finishes meanwhile is kept, not run twice.
+    arms_dir = out / "arms"
+    saved = {
+        name: (arms_dir / f"{name}.json").read_text() for name in ("random-s0-k2", "similarity-k2")
+    }
+    for name in saved:
+        (arms_dir / f"{name}.json").unlink()
+    ran: list[str] = []
+    run_arm = quality._Runner._run_arm
+
+    def other_run_finishes_similarity(self: Any, arm: Any) -> dict[str, Any]:
+        ran.append(arm.id)
+        (arms_dir / "similarity-k2.json").write_text(saved["similarity-k2"])
+        return run_arm(self, arm)
+
+    monkeypatch.setattr(quality._Runner, "_run_arm", other_run_finishes_similarity)
+    run_quality(config)
+    assert ran == ["random-s0-k2"]
+    result = json.loads((out / "results.json").read_text())
+    assert result["finished"] is True and len(result["arms"]) == len(ids)
