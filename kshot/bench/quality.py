@@ -743,18 +743,24 @@ class _Runner:
         )
         try:
             for arm in todo:
-                # another process sharing this results folder may have finished it meanwhile
+                # Another run sharing this results folder may have finished the arm meanwhile,
+                # or be running it now (it holds the arm's claim file).
                 record = self._load_arm(arm)
-                if record is not None:
-                    logger.info("arm %s: finished by another run; kept", arm.id)
-                    done[arm.id] = record
+                claim = None if record is not None else self._claim(arm)
+                if claim is None:
+                    logger.info("arm %s: finished or running in another run; skipped", arm.id)
+                    if record is not None:
+                        done[arm.id] = record
                     self._progress.update(self.arm_units(arm))
                     continue
-                self._progress.set_postfix_str(arm.id)
-                logger.info("running arm %s", arm.id)
-                record = self._run_arm(arm)
-                record["key"] = self.arm_key(arm)
-                _write_json(self.arms_dir / f"{arm.id}.json", record)
+                try:
+                    self._progress.set_postfix_str(arm.id)
+                    logger.info("running arm %s", arm.id)
+                    record = self._run_arm(arm)
+                    record["key"] = self.arm_key(arm)
+                    _write_json(self.arms_dir / f"{arm.id}.json", record)
+                finally:
+                    claim.unlink(missing_ok=True)
                 done[arm.id] = record
                 self.write_reports(arms, done, finished=False)
                 logger.info(
@@ -766,7 +772,33 @@ class _Runner:
                 )
         finally:
             self._progress.close()
+        for arm in arms:  # arms that runs sharing the folder finished while this one ran
+            if arm.id not in done and (record := self._load_arm(arm)) is not None:
+                done[arm.id] = record
         return self.write_reports(arms, done, finished=True)
+
+    def _claim(self, arm: _Arm) -> Path | None:
+        """Create ``arms/<arm>.running`` holding this process's id; ``None`` if a live one has it.
+
+        A claim left by a process that no longer runs (killed, machine restarted) is taken over.
+        """
+        path = self.arms_dir / f"{arm.id}.running"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner = int(path.read_text(encoding="ascii").strip() or "0")
+                except (OSError, ValueError):
+                    owner = 0
+                if owner > 0 and owner != os.getpid() and _process_alive(owner):
+                    return None
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(f"{os.getpid()}\n")
+            return path
+        return None
 
     def _load_arm(self, arm: _Arm) -> dict[str, Any] | None:
         path = self.arms_dir / f"{arm.id}.json"
@@ -1548,6 +1580,16 @@ def _plot(summary: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> No
 
 
 # --- entry points -------------------------------------------------------------------------------
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def run_quality(config: QualityConfig) -> Path:

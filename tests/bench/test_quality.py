@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +388,23 @@ def test_smoke_run(tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.Monkey
     assert ran == ["random-s0-k2"]
     result = json.loads((out / "results.json").read_text())
     assert result["finished"] is True and len(result["arms"]) == len(ids)
+
+    # An arm claimed by a live run is left to it; a claim whose process is gone is taken over.
+    for name in saved:
+        (arms_dir / f"{name}.json").unlink()
+    (arms_dir / "random-s0-k2.running").write_text(f"{os.getppid()}\n")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (arms_dir / "similarity-k2.running").write_text(f"{gone.pid}\n")
+    ran.clear()
+
+    def record_and_run(self: Any, arm: Any) -> dict[str, Any]:
+        ran.append(arm.id)
+        return run_arm(self, arm)
+
+    monkeypatch.setattr(quality._Runner, "_run_arm", record_and_run)
+    run_quality(config)
+    assert ran == ["similarity-k2"]
+    assert not (arms_dir / "similarity-k2.running").exists()
+    assert (arms_dir / "random-s0-k2.running").exists()
+    assert json.loads((out / "results.json").read_text())["finished"] is False
