@@ -1179,6 +1179,8 @@ class _Runner:
         ]
         summary = _summary(records)
         lm = self._lm
+        if lm is None and finished and any(r["kind"] != "embedding" for r in records):
+            lm = self.lm()  # every LM arm was resumed; load the model (cached: ~1 s) to describe it
         result: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "kshot_version": __version__,

@@ -358,6 +358,9 @@ def test_smoke_run(tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(quality._Runner, "_run_arm", refuse)
     run_quality(config)
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["finished"] is True
+    assert resumed["model"] == result["model"] | {"load_seconds": resumed["model"]["load_seconds"]}
 
     # A deleted arm runs again, with its trained weights from the cache.
     monkeypatch.undo()
