@@ -272,13 +272,15 @@ class TransformersLM:
     def _score(self, prompts: Sequence[PromptInput], labels: Sequence[str]) -> FloatArray:
         import torch
 
-        encoded: list[tuple[list[int], list[list[int]]]] = []
+        # (prompt ids, label continuations, their prefix tree) per prompt
+        encoded: list[tuple[list[int], list[list[int]], _LabelTrie]] = []
         for prompt in prompts:
             text, special = self.prompt_text(prompt)
             ids = self._encode(text, special)
             if not ids:
                 raise ConfigError("cannot score labels after an empty prompt with no BOS token")
-            encoded.append((ids, self._label_tokens(ids, text, special, labels)))
+            conts = self._label_tokens(ids, text, special, labels)
+            encoded.append((ids, conts, _LabelTrie(conts)))
         out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
         # Batch prompts of similar length; rows x (prompt + all continuation tokens) stays under
         # max_batch_tokens (a prompt that alone exceeds it gets a batch of its own).
@@ -286,8 +288,8 @@ class TransformersLM:
         batches: list[list[int]] = []
         widest = 0
         for i in order:
-            prompt_ids, conts = encoded[i]
-            width = len(prompt_ids) + len(_LabelTrie(conts).tokens)
+            prompt_ids, _, trie = encoded[i]
+            width = len(prompt_ids) + len(trie.tokens)
             cur = batches[-1] if batches else None
             if (
                 cur is not None
@@ -313,7 +315,7 @@ class TransformersLM:
         return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def _score_batch(
-        self, encoded: Sequence[tuple[list[int], list[list[int]]]], n_labels: int
+        self, encoded: Sequence[tuple[list[int], list[list[int]], _LabelTrie]], n_labels: int
     ) -> FloatArray:
         """Score one batch of prompts: a prompt pass, then one pass over all continuations.
 
@@ -326,7 +328,7 @@ class TransformersLM:
         """
         import torch
 
-        ids, mask, positions = self._left_pad([p for p, _ in encoded])
+        ids, mask, positions = self._left_pad([p for p, _, _ in encoded])
         result = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -336,8 +338,8 @@ class TransformersLM:
         )
         last = torch.log_softmax(result.logits[:, -1, :].float(), dim=-1).cpu()
         scores = np.zeros((len(encoded), n_labels), dtype=np.float64)
-        tries = [_LabelTrie(conts) for _, conts in encoded]
-        for b, (_, conts) in enumerate(encoded):
+        tries = [trie for _, _, trie in encoded]
+        for b, (_, conts, _) in enumerate(encoded):
             for j, cont in enumerate(conts):
                 if cont:
                     scores[b, j] = float(last[b, cont[0]])
