@@ -2,7 +2,8 @@
 
 :func:`read_examples` reads JSON lines (``.jsonl``, ``.json``), CSV (``.csv``), TSV (``.tsv``) and
 Parquet (``.parquet``, needs ``pyarrow``) into :class:`~kshot.types.Example` values, checking every
-row; :func:`write_jsonl` writes examples back as JSON lines, atomically.
+row; :func:`read_corpus` does the same and also says where the outputs came from;
+:func:`write_jsonl` writes examples back as JSON lines, atomically.
 
 Row numbers in error messages are 1-based: the line number for JSON lines, the data row (header
 not counted) for CSV, TSV and Parquet.
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,37 +24,90 @@ from kshot._files import atomic_writer
 from kshot.errors import DataError, missing_extra
 from kshot.types import Example
 
-__all__ = ["SUPPORTED_SUFFIXES", "read_examples", "write_jsonl"]
+__all__ = [
+    "DEFAULT_OUTPUT_FIELD",
+    "SUPPORTED_SUFFIXES",
+    "Corpus",
+    "read_corpus",
+    "read_examples",
+    "write_jsonl",
+]
 
 logger = logging.getLogger(__name__)
 
 #: File name endings :func:`read_examples` understands (compared case-insensitively).
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
+#: The output column read when no ``output_field`` is named.
+DEFAULT_OUTPUT_FIELD = "output"
+
 # (row number, row) pairs as each reader yields them.
 _Rows = Iterator[tuple[int, Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The examples of a corpus file and where their outputs came from.
+
+    ``outputs_from_label`` is true when the file has no output column and none was named, so each
+    example's label stands in as its output.
+    """
+
+    path: Path
+    examples: list[Example]
+    outputs_from_label: bool
 
 
 def read_examples(
     path: str | os.PathLike[str],
     *,
     input_field: str = "input",
-    output_field: str = "output",
+    output_field: str | None = None,
     label_field: str = "label",
     id_field: str = "id",
     metadata_fields: Sequence[str] | None = None,
+    option_names: Mapping[str, str] | None = None,
 ) -> list[Example]:
-    """Read a corpus file into examples, in file order.
+    """Read a corpus file into examples, in file order (see :func:`read_corpus`)."""
+    return read_corpus(
+        path,
+        input_field=input_field,
+        output_field=output_field,
+        label_field=label_field,
+        id_field=id_field,
+        metadata_fields=metadata_fields,
+        option_names=option_names,
+    ).examples
+
+
+def read_corpus(
+    path: str | os.PathLike[str],
+    *,
+    input_field: str = "input",
+    output_field: str | None = None,
+    label_field: str = "label",
+    id_field: str = "id",
+    metadata_fields: Sequence[str] | None = None,
+    option_names: Mapping[str, str] | None = None,
+) -> Corpus:
+    """Read a corpus file into examples, in file order, and say where the outputs came from.
 
     The format follows the file name: ``.jsonl`` / ``.json`` (one JSON object per line; a
     ``.json`` file holding one JSON array of objects is read too), ``.csv``, ``.tsv`` (both with a
     header row) or ``.parquet`` (needs ``pyarrow``).
 
-    Each row must have a non-empty ``input_field``. ``output_field`` defaults to ``""`` and
-    ``label_field`` to ``None`` when missing; labels are converted to ``str``. Ids come from
-    ``id_field`` (converted to ``str``) when present, else stay ``""`` for the index to assign.
-    Metadata: a JSON row's ``metadata`` object when present, plus the columns named in
-    ``metadata_fields`` (when given) that the row has.
+    Each row must have a non-empty ``input_field``. Outputs come from ``output_field``; when it is
+    not named, from the ``output`` field, or, when no row has one, from the label, so that a
+    labelled file without answers still shows its labels as the examples' answers. A row without
+    the output field gets ``""``; a warning is logged when every output is empty. Labels default
+    to ``None`` and are converted to ``str``. Ids come from ``id_field`` (converted to ``str``)
+    when present, else stay ``""`` for the index to assign. Metadata: a JSON row's ``metadata``
+    object when present, plus the columns named in ``metadata_fields`` (when given) that the row
+    has.
+
+    ``option_names`` says how the caller's interface spells the field options in messages (the
+    command line passes ``{"input_field": "--input-field", ...}``); by default they read as the
+    keywords of this function (``input_field=``).
 
     Raises:
         DataError: the file is missing, empty or of an unknown type; a row lacks the input or has
@@ -60,6 +115,11 @@ def read_examples(
             file, the row number and the field.
         MissingDependencyError: a ``.parquet`` file and ``pyarrow`` is not installed.
     """
+    names = dict(option_names or {})
+
+    def option(keyword: str) -> str:
+        return names.get(keyword, f"{keyword}=")
+
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -78,18 +138,21 @@ def read_examples(
         rows = _parquet_rows(file)
 
     extra = tuple(metadata_fields) if metadata_fields is not None else ()
+    read = list(rows)
+    from_label = output_field is None and not any(DEFAULT_OUTPUT_FIELD in row for _, row in read)
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    for number, row in rows:
+    for number, row in read:
         example = _to_example(
             file,
             number,
             row,
             input_field=input_field,
-            output_field=output_field,
+            output_field=label_field if from_label else output_field or DEFAULT_OUTPUT_FIELD,
             label_field=label_field,
             id_field=id_field,
             metadata_fields=extra,
+            input_option=option("input_field"),
         )
         if example.id:
             first = seen.setdefault(example.id, number)
@@ -101,8 +164,18 @@ def read_examples(
         examples.append(example)
     if not examples:
         raise DataError(f"{file} holds no examples")
+    if from_label:
+        logger.info("%s has no %r field: the labels are the outputs", file, DEFAULT_OUTPUT_FIELD)
+    if not any(example.output for example in examples):
+        # The default templates would show every example with an empty answer.
+        logger.warning(
+            "every example in %s has an empty output, so prompts will show empty answers; "
+            "name the column that holds them with %s",
+            file,
+            option("output_field"),
+        )
     logger.debug("read %d examples from %s", len(examples), file)
-    return examples
+    return Corpus(file, examples, from_label)
 
 
 def write_jsonl(examples: Iterable[Example], path: str | os.PathLike[str]) -> int:
@@ -207,13 +280,14 @@ def _to_example(
     label_field: str,
     id_field: str,
     metadata_fields: tuple[str, ...],
+    input_option: str,
 ) -> Example:
     fields = ", ".join(sorted(row)) or "none"
     raw_input = row.get(input_field)
     if raw_input is None:
         raise DataError(
             f"{file}: row {number} has no {input_field!r} field (it has: {fields}); "
-            "pass input_field= to read another column"
+            f"pass {input_option} to read another column"
         )
     text = _scalar_text(file, number, input_field, raw_input)
     if not text.strip():

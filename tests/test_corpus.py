@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kshot.corpus import read_examples, write_jsonl
+from kshot.corpus import read_corpus, read_examples, write_jsonl
 from kshot.errors import DataError, MissingDependencyError
 from kshot.types import Example
 
@@ -127,6 +128,80 @@ def test_blank_lines_are_skipped_and_bom_is_ignored(tmp_path: Path) -> None:
 
 
 # --- bad input ----------------------------------------------------------------------------
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_labels_stand_in_for_a_missing_output_column(tmp_path: Path, suffix: str) -> None:
+    rows = [{"text": "where is my card", "intent": "card_arrival"}, {"text": "hi", "intent": 7}]
+    path = tmp_path / f"c{suffix}"
+    if suffix == ".jsonl":
+        _write_jsonl(path, rows)
+    elif suffix == ".csv":
+        _write_delimited(path, rows, ",")
+    else:
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        pq.write_table(
+            pa.Table.from_pylist([{**r, "intent": str(r["intent"])} for r in rows]), path
+        )
+
+    corpus = read_corpus(path, input_field="text", label_field="intent")
+
+    assert corpus.outputs_from_label
+    assert [(e.output, e.label) for e in corpus.examples] == [
+        ("card_arrival", "card_arrival"),
+        ("7", "7"),
+    ]
+    assert read_examples(path, input_field="text", label_field="intent") == corpus.examples
+
+
+def test_an_output_column_wins_over_labels(tmp_path: Path) -> None:
+    # One row with an output is enough: the file has outputs, rows without one stay empty.
+    path = _write_jsonl(tmp_path / "c.jsonl", ROWS)
+    corpus = read_corpus(path)
+    assert not corpus.outputs_from_label
+    assert [e.output for e in corpus.examples] == ["card arrival", "top up failed", ""]
+
+
+def test_a_named_output_field_never_falls_back_to_labels(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "c.jsonl", [{"input": "a", "label": "x"}])
+    corpus = read_corpus(path, output_field="answer")
+    assert not corpus.outputs_from_label
+    assert corpus.examples[0].output == ""
+
+
+def test_all_empty_outputs_warn_naming_the_option(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _write_jsonl(tmp_path / "c.jsonl", [{"input": "a", "label": "x"}, {"input": "b"}])
+    with caplog.at_level(logging.WARNING, logger="kshot.corpus"):
+        read_examples(path, output_field="answer")
+        read_examples(path, output_field="answer", option_names={"output_field": "--output-field"})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "every example in" in warnings[0] and "empty output" in warnings[0]
+    assert warnings[0].endswith("with output_field=")
+    assert warnings[1].endswith("with --output-field")
+
+
+def test_no_warning_when_some_output_is_set(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _write_jsonl(tmp_path / "c.jsonl", ROWS)
+    with caplog.at_level(logging.WARNING, logger="kshot.corpus"):
+        read_examples(path)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_missing_input_names_the_callers_option(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "c.jsonl", [{"text": "no input"}])
+    with pytest.raises(DataError, match=r"pass input_field= to read another column"):
+        read_examples(path)
+    with pytest.raises(DataError, match=r"pass --input-field to read another column"):
+        read_examples(path, option_names={"input_field": "--input-field"})
 
 
 def test_missing_input_names_file_row_and_fields(tmp_path: Path) -> None:
