@@ -14,7 +14,10 @@ import typer
 from kshot.errors import ConfigError, KshotError
 
 if TYPE_CHECKING:
-    from kshot.types import Scored
+    from kshot.client import KshotClient
+    from kshot.corpus import Corpus
+    from kshot.index import ExampleIndex
+    from kshot.types import Prompt, Scored
 
 app = typer.Typer(
     name="kshot",
@@ -33,6 +36,26 @@ logger = logging.getLogger("kshot")
 
 IndexDir = Annotated[Path, typer.Argument(help="Index directory.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from kshot._version import __version__
+
+        typer.echo(f"kshot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Dynamic in-context example selection: pick the k examples that help a model most."""
 
 
 def _echo_json(value: Any) -> None:
@@ -68,24 +91,72 @@ def _parse_filter(pairs: list[str]) -> dict[str, Any] | None:
     return {k: v[0] if len(v) == 1 else v for k, v in merged.items()} or None
 
 
-def _field_options(
-    input_field: str, output_field: str, label_field: str, id_field: str, metadata_fields: str
-) -> dict[str, Any]:
-    return {
-        "input_field": input_field,
-        "output_field": output_field,
-        "label_field": label_field,
-        "id_field": id_field,
-        "metadata_fields": [f for f in metadata_fields.split(",") if f] or None,
-    }
+# How corpus messages name the field options: as the flags of this command line.
+_FIELD_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in ("input_field", "output_field", "label_field", "id_field", "metadata_fields")
+}
+
+
+def _read_corpus(
+    source: Path,
+    input_field: str,
+    output_field: str | None,
+    label_field: str,
+    id_field: str,
+    metadata_fields: str,
+) -> Corpus:
+    from kshot.corpus import read_corpus
+
+    return read_corpus(
+        source,
+        input_field=input_field,
+        output_field=output_field,
+        label_field=label_field,
+        id_field=id_field,
+        metadata_fields=[f for f in metadata_fields.split(",") if f] or None,
+        option_names=_FIELD_FLAGS,
+    )
+
+
+def _note_outputs(index: ExampleIndex, corpus: Corpus, label_field: str) -> None:
+    """Record in the index that a file's labels stand in for its missing outputs."""
+    if not corpus.outputs_from_label:
+        return
+    earlier = index.notes().get("outputs")
+    text = f"the labels ({label_field!r}), as {corpus.path.name} has no 'output' field"
+    index.set_note("outputs", text if earlier is None else f"{earlier}; {text}")
+
+
+def _progress(flag: bool | None, rows: int) -> bool:
+    """``--progress`` / ``--no-progress``, else a bar for a few hundred rows on a terminal."""
+    from kshot.index.encoder import PROGRESS_MIN_ROWS
+
+    if flag is not None:
+        return flag
+    return rows > PROGRESS_MIN_ROWS and sys.stderr.isatty()
 
 
 InputField = Annotated[str, typer.Option(help="Column holding the example input.")]
-OutputField = Annotated[str, typer.Option(help="Column holding the example output.")]
+OutputField = Annotated[
+    str | None,
+    typer.Option(
+        help="Column holding the example output (default: output; a file without one uses the "
+        "label as the output)."
+    ),
+]
 LabelField = Annotated[str, typer.Option(help="Column holding the label.")]
 IdField = Annotated[str, typer.Option(help="Column holding the example id.")]
 MetadataFields = Annotated[
     str, typer.Option(help="Comma-separated columns to keep as metadata (JSONL: plus 'metadata').")
+]
+Progress = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Progress bar while embedding (default: above a few hundred rows on a terminal).",
+        show_default=False,
+    ),
 ]
 
 
@@ -131,7 +202,7 @@ def index_build(
     source: Annotated[Path, typer.Argument(help="Corpus: .jsonl, .csv, .tsv or .parquet.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create.")],
     input_field: InputField = "input",
-    output_field: OutputField = "output",
+    output_field: OutputField = None,
     label_field: LabelField = "label",
     id_field: IdField = "id",
     metadata_fields: MetadataFields = "",
@@ -147,24 +218,29 @@ def index_build(
         Path | None, typer.Option(help="Precomputed embeddings (.npy, one row per example).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
+    progress: Progress = None,
 ) -> None:
-    """Embed a corpus and write an index directory."""
+    """Embed a corpus (.jsonl, .csv, .tsv or .parquet) and write an index directory."""
     import time
 
     import numpy as np
 
-    from kshot.corpus import read_examples
     from kshot.index import DEFAULT_MODEL, ExampleIndex, encoder_from_name
 
-    examples = read_examples(
-        source, **_field_options(input_field, output_field, label_field, id_field, metadata_fields)
-    )
+    corpus = _read_corpus(source, input_field, output_field, label_field, id_field, metadata_fields)
     vectors = None if embeddings is None else np.load(embeddings, mmap_mode="r")
     encoder = encoder_from_name(model or DEFAULT_MODEL, device=device)
     started = time.perf_counter()
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
-    index = ExampleIndex.build(examples, encoder, embeddings=vectors, factory=factory)
+    index = ExampleIndex.build(
+        corpus.examples,
+        encoder,
+        embeddings=vectors,
+        factory=factory,
+        show_progress=_progress(progress, len(corpus.examples)),
+    )
+    _note_outputs(index, corpus, label_field)
     index.save(out, overwrite=overwrite)
     seconds = time.perf_counter() - started
     typer.echo(
@@ -187,28 +263,33 @@ def index_info(path: IndexDir, as_json: JsonFlag = False) -> None:
             top = sorted(value.items(), key=lambda item: -item[1])[:10]
             more = f" (+{len(value) - 10} more)" if len(value) > 10 else ""
             value = ", ".join(f"{k}: {v}" for k, v in top) + more
+        elif key == "notes":
+            if not value:
+                continue
+            value = "; ".join(f"{topic}: {text}" for topic, text in value.items())
         typer.echo(f"{key:14} {value}")
 
 
 @index_app.command("add")
 def index_add(
     path: IndexDir,
-    source: Annotated[Path, typer.Argument(help="Corpus file with the examples to add.")],
+    source: Annotated[
+        Path, typer.Argument(help="Corpus with the examples to add: the formats of build.")
+    ],
     input_field: InputField = "input",
-    output_field: OutputField = "output",
+    output_field: OutputField = None,
     label_field: LabelField = "label",
     id_field: IdField = "id",
     metadata_fields: MetadataFields = "",
+    progress: Progress = None,
 ) -> None:
-    """Add examples to an index (no rebuild)."""
-    from kshot.corpus import read_examples
+    """Add examples from a corpus file (.jsonl, .csv, .tsv or .parquet) to an index."""
     from kshot.index import ExampleIndex
 
-    examples = read_examples(
-        source, **_field_options(input_field, output_field, label_field, id_field, metadata_fields)
-    )
+    corpus = _read_corpus(source, input_field, output_field, label_field, id_field, metadata_fields)
     index = ExampleIndex.load(path)
-    ids = index.add(examples)
+    ids = index.add(corpus.examples, show_progress=_progress(progress, len(corpus.examples)))
+    _note_outputs(index, corpus, label_field)
     index.save()
     typer.echo(f"added {len(ids)} examples; the index holds {len(index)}")
 
@@ -237,6 +318,49 @@ Filters = Annotated[
     typer.Option("--filter", "-f", help="field=value; repeat a field for any-of."),
 ]
 Excludes = Annotated[list[str] | None, typer.Option("--exclude", help="Example id to leave out.")]
+IndexOrQuery = Annotated[
+    str | None, typer.Argument(help="Index directory (left out with --server).", metavar="INDEX")
+]
+Query = Annotated[
+    str | None, typer.Argument(help="The query text.", metavar="QUERY", show_default=False)
+]
+Server = Annotated[
+    str | None,
+    typer.Option(
+        help="URL of a running `kshot serve`: ask it instead of loading the index and encoder "
+        "here (then give the query only)."
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        envvar="KSHOT_API_KEY",
+        show_envvar=False,
+        help="Key for a --server that guards reads (default: $KSHOT_API_KEY).",
+    ),
+]
+
+
+def _where(path: str | None, query: str | None, server: str | None) -> tuple[Path, str]:
+    """The index directory and query of ``INDEX QUERY``, or the query alone with --server."""
+    if server is not None:
+        if query is not None:
+            raise ConfigError(
+                f"--server answers from the server's index: give the query only, not the index "
+                f"directory {path!r}"
+            )
+        if path is None:
+            raise ConfigError("give the query text after --server URL")
+        return Path(), path
+    if path is None or query is None:
+        raise ConfigError("give an index directory and the query text (or --server URL QUERY)")
+    return Path(path), query
+
+
+def _client(server: str, api_key: str | None) -> KshotClient:
+    from kshot.client import KshotClient
+
+    return KshotClient(server, api_key=api_key)
 
 
 def _select(
@@ -259,17 +383,31 @@ def _select(
 
 @app.command("select")
 def select_cmd(
-    path: IndexDir,
-    query: Annotated[str, typer.Argument(help="The query text.")],
+    path: IndexOrQuery = None,
+    query: Query = None,
     k: K = 4,
     selector: SelectorName = "similarity",
     param: Params = None,
     filter: Filters = None,
     exclude: Excludes = None,
     as_json: JsonFlag = False,
+    server: Server = None,
+    api_key: ApiKey = None,
 ) -> None:
-    """Select the k examples for a query."""
-    chosen = _select(path, query, k, selector, param, filter, exclude)
+    """Select the k examples for a query: kshot select INDEX QUERY, or --server URL QUERY."""
+    index_dir, text = _where(path, query, server)
+    if server is None:
+        chosen = _select(index_dir, text, k, selector, param, filter, exclude)
+    else:
+        with _client(server, api_key) as client:
+            chosen = client.select(
+                text,
+                k,
+                selector=selector,
+                params=_parse_pairs(param or [], "--param"),
+                filter=_parse_filter(filter or []),
+                exclude=exclude or [],
+            )
     if as_json:
         _echo_json({"examples": [s.to_dict() for s in chosen]})
         return
@@ -305,10 +443,42 @@ def selectors_cmd(as_json: JsonFlag = False) -> None:
             )
 
 
+def _template_option(what: str) -> Any:
+    return typer.Option(help=f"{what} (a template of named fields; \\n is a line break).")
+
+
+def _template_fields(**given: str | None) -> dict[str, str]:
+    r"""The template options given, as PromptTemplate fields, with \n and \t unescaped."""
+    return {
+        name: value.replace("\\n", "\n").replace("\\t", "\t")
+        for name, value in given.items()
+        if value is not None
+    }
+
+
+def _local_prompt(
+    path: Path,
+    query: str,
+    chosen_args: tuple[int, str, list[str] | None, list[str] | None, list[str] | None],
+    template: dict[str, str],
+    tokenizer: str | None,
+    **assemble: Any,
+) -> Prompt:
+    from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate, default_counter
+    from kshot.prompt.budget import WhitespaceCounter
+
+    chosen = _select(path, query, *chosen_args)
+    if tokenizer == WhitespaceCounter.name:
+        counter: Any = WhitespaceCounter()
+    else:
+        counter = HFTokenCounter(tokenizer) if tokenizer else default_counter()
+    return PromptAssembler(PromptTemplate(**template), counter).assemble(query, chosen, **assemble)
+
+
 @app.command("prompt")
 def prompt_cmd(
-    path: IndexDir,
-    query: Annotated[str, typer.Argument(help="The query text.")],
+    path: IndexOrQuery = None,
+    query: Query = None,
     k: K = 4,
     selector: SelectorName = "similarity",
     param: Params = None,
@@ -321,28 +491,70 @@ def prompt_cmd(
     max_tokens: Annotated[int | None, typer.Option(help="Token budget of the prompt.")] = None,
     tokenizer: Annotated[
         str | None,
-        typer.Option(help="Tokenizer (name or path) for the budget; default: the bundled LM's."),
+        typer.Option(
+            help="Tokenizer (name or path, or 'whitespace') for the budget; default: the "
+            "bundled LM's."
+        ),
     ] = None,
     instructions: Annotated[str, typer.Option(help="Text placed before the examples.")] = "",
+    template: Annotated[
+        str | None, _template_option("Text format: one example, e.g. 'Q: {input}\\nA: {label}'")
+    ] = None,
+    query_template: Annotated[str | None, _template_option("Text format: the query")] = None,
+    separator: Annotated[
+        str | None, typer.Option(help="Text format: text between parts (default: a blank line).")
+    ] = None,
+    example_user: Annotated[
+        str | None, _template_option("Chat format: an example's user turn")
+    ] = None,
+    example_assistant: Annotated[
+        str | None, _template_option("Chat format: an example's assistant turn, e.g. '{label}'")
+    ] = None,
+    query_user: Annotated[str | None, _template_option("Chat format: the final user turn")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the random order.")] = 0,
     as_json: JsonFlag = False,
+    server: Server = None,
+    api_key: ApiKey = None,
 ) -> None:
-    """Select examples for a query and assemble the prompt."""
-    from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate, default_counter
-
+    """Select examples for a query and assemble the prompt (INDEX QUERY, or --server URL QUERY)."""
     if format not in ("text", "chat"):
         raise ConfigError(f"--format must be 'text' or 'chat', got {format!r}")
-    chosen = _select(path, query, k, selector, param, filter, exclude)
-    counter = HFTokenCounter(tokenizer) if tokenizer else default_counter()
-    assembler = PromptAssembler(PromptTemplate(instructions=instructions), counter)
-    prompt = assembler.assemble(
-        query,
-        chosen,
-        order=order,
-        max_tokens=max_tokens,
-        format="chat" if format == "chat" else "text",
-        seed=seed,
+    index_dir, text = _where(path, query, server)
+    fields = _template_fields(
+        instructions=instructions or None,
+        example=template,
+        query=query_template,
+        separator=separator,
+        example_user=example_user,
+        example_assistant=example_assistant,
+        query_user=query_user,
     )
+    assemble: dict[str, Any] = {
+        "order": order,
+        "max_tokens": max_tokens,
+        "format": "chat" if format == "chat" else "text",
+        "seed": seed,
+    }
+    if server is None:
+        chosen_args = (k, selector, param, filter, exclude)
+        prompt = _local_prompt(index_dir, text, chosen_args, fields, tokenizer, **assemble)
+    elif tokenizer is not None:
+        raise ConfigError(
+            "--tokenizer counts tokens here; with --server the server's tokenizer counts "
+            "(`kshot serve --tokenizer`)"
+        )
+    else:
+        with _client(server, api_key) as client:
+            prompt = client.prompt(
+                text,
+                k,
+                selector=selector,
+                params=_parse_pairs(param or [], "--param"),
+                filter=_parse_filter(filter or []),
+                exclude=exclude or [],
+                template=fields,
+                **assemble,
+            )
     if as_json:
         _echo_json(prompt.to_dict())
         return

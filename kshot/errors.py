@@ -19,6 +19,7 @@ how to fix it. The HTTP layer maps each class to exactly one status code.
     │   └── EncoderMismatchError          an index built with another encoder or dimension
     ├── DatasetError (RuntimeError)       a data set could not be fetched or verified
     ├── ModelError (RuntimeError)         a language model backend failed
+    ├── RemoteError (RuntimeError)        a kshot server could not be reached or refused a call
     └── MissingDependencyError (ImportError)  an optional extra is not installed
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "ModelError",
     "NotFoundError",
     "QueryError",
+    "RemoteError",
     "TemplateError",
     "UnknownSelectorError",
 ]
@@ -96,6 +98,10 @@ class DatasetError(KshotError, RuntimeError):
 
 class ModelError(KshotError, RuntimeError):
     """A language model backend failed to load or to answer."""
+
+
+class RemoteError(KshotError, RuntimeError):
+    """A kshot server could not be reached, or refused or failed a request; the message says why."""
 
 
 class MissingDependencyError(KshotError, ImportError):

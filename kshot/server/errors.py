@@ -29,6 +29,7 @@ from kshot.errors import (
     ModelError,
     NotFoundError,
     QueryError,
+    RemoteError,
     TemplateError,
     UnknownSelectorError,
 )
@@ -61,6 +62,7 @@ STATUS_OF: dict[type[KshotError], int] = {
     EncoderMismatchError: 500,
     DatasetError: 502,
     ModelError: 502,
+    RemoteError: 502,
     MissingDependencyError: 501,
 }
 
