@@ -24,14 +24,30 @@ def build_index(
     encoder: Encoder | None = None,
     factory: str | None = None,
     embeddings: Any = None,
+    overwrite: bool = False,
+    show_progress: bool | None = None,
 ) -> ExampleIndex:
     """Embed and index examples (dicts or :class:`Example`), saved to ``path`` when given.
 
     ``model`` is any sentence-transformers name or path (default: the bundled all-MiniLM-L6-v2);
-    ``embeddings`` takes precomputed vectors instead of running the model over the corpus.
+    ``embeddings`` takes precomputed vectors instead of running the model over the corpus. An
+    index already at ``path`` is an error unless ``overwrite``, which replaces it atomically once
+    the new one is built. ``show_progress`` draws a progress bar while embedding (``None``: for
+    more than a few hundred examples when stderr is a terminal and logging is at INFO).
     """
     chosen = encoder or SentenceTransformerEncoder(model, device=device)
-    return ExampleIndex.build(examples, chosen, path=path, factory=factory, embeddings=embeddings)
+    # With overwrite, build in memory and swap the directory in only when the build succeeded.
+    index = ExampleIndex.build(
+        examples,
+        chosen,
+        path=None if overwrite else path,
+        factory=factory,
+        embeddings=embeddings,
+        show_progress=show_progress,
+    )
+    if overwrite and path is not None:
+        index.save(path, overwrite=True)
+    return index
 
 
 def load_index(
