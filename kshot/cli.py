@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from kshot.client import KshotClient
     from kshot.corpus import Corpus
     from kshot.index import ExampleIndex
-    from kshot.types import Prompt, Scored
+    from kshot.prompt import TokenCounter
+    from kshot.types import Scored
 
 app = typer.Typer(
     name="kshot",
@@ -363,21 +364,25 @@ def _client(server: str, api_key: str | None) -> KshotClient:
     return KshotClient(server, api_key=api_key)
 
 
-def _select(
-    path: Path,
-    query: str,
-    k: int,
-    selector: str,
-    param: list[str] | None,
-    filter: list[str] | None,
-    exclude: list[str] | None,
-) -> list[Scored]:
+def _choice(
+    selector: str, param: list[str] | None, filter: list[str] | None, exclude: list[str] | None
+) -> dict[str, Any]:
+    """The selection options, parsed once for a local index and a server alike."""
+    return {
+        "selector": selector,
+        "params": _parse_pairs(param or [], "--param"),
+        "filter": _parse_filter(filter or []),
+        "exclude": exclude or [],
+    }
+
+
+def _select(path: Path, query: str, k: int, choice: dict[str, Any]) -> list[Scored]:
     from kshot.index import ExampleIndex
     from kshot.selector import build_selector
 
     index = ExampleIndex.load(path)
-    return build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
-        query, k, filter=_parse_filter(filter or []), exclude=exclude or []
+    return build_selector(index, choice["selector"], **choice["params"]).select(
+        query, k, filter=choice["filter"], exclude=choice["exclude"]
     )
 
 
@@ -396,18 +401,12 @@ def select_cmd(
 ) -> None:
     """Select the k examples for a query: kshot select INDEX QUERY, or --server URL QUERY."""
     index_dir, text = _where(path, query, server)
+    choice = _choice(selector, param, filter, exclude)
     if server is None:
-        chosen = _select(index_dir, text, k, selector, param, filter, exclude)
+        chosen = _select(index_dir, text, k, choice)
     else:
         with _client(server, api_key) as client:
-            chosen = client.select(
-                text,
-                k,
-                selector=selector,
-                params=_parse_pairs(param or [], "--param"),
-                filter=_parse_filter(filter or []),
-                exclude=exclude or [],
-            )
+            chosen = client.select(text, k, **choice)
     if as_json:
         _echo_json({"examples": [s.to_dict() for s in chosen]})
         return
@@ -456,23 +455,14 @@ def _template_fields(**given: str | None) -> dict[str, str]:
     }
 
 
-def _local_prompt(
-    path: Path,
-    query: str,
-    chosen_args: tuple[int, str, list[str] | None, list[str] | None, list[str] | None],
-    template: dict[str, str],
-    tokenizer: str | None,
-    **assemble: Any,
-) -> Prompt:
-    from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate, default_counter
+def _counter(tokenizer: str | None) -> TokenCounter:
+    """The counter --tokenizer names: 'whitespace' (as for the server), a model, or the default."""
+    from kshot.prompt import HFTokenCounter, default_counter
     from kshot.prompt.budget import WhitespaceCounter
 
-    chosen = _select(path, query, *chosen_args)
     if tokenizer == WhitespaceCounter.name:
-        counter: Any = WhitespaceCounter()
-    else:
-        counter = HFTokenCounter(tokenizer) if tokenizer else default_counter()
-    return PromptAssembler(PromptTemplate(**template), counter).assemble(query, chosen, **assemble)
+        return WhitespaceCounter()
+    return HFTokenCounter(tokenizer) if tokenizer else default_counter()
 
 
 @app.command("prompt")
@@ -535,9 +525,12 @@ def prompt_cmd(
         "format": "chat" if format == "chat" else "text",
         "seed": seed,
     }
+    choice = _choice(selector, param, filter, exclude)
     if server is None:
-        chosen_args = (k, selector, param, filter, exclude)
-        prompt = _local_prompt(index_dir, text, chosen_args, fields, tokenizer, **assemble)
+        from kshot.prompt import PromptAssembler, PromptTemplate
+
+        assembler = PromptAssembler(PromptTemplate(**fields), _counter(tokenizer))
+        prompt = assembler.assemble(text, _select(index_dir, text, k, choice), **assemble)
     elif tokenizer is not None:
         raise ConfigError(
             "--tokenizer counts tokens here; with --server the server's tokenizer counts "
@@ -545,16 +538,7 @@ def prompt_cmd(
         )
     else:
         with _client(server, api_key) as client:
-            prompt = client.prompt(
-                text,
-                k,
-                selector=selector,
-                params=_parse_pairs(param or [], "--param"),
-                filter=_parse_filter(filter or []),
-                exclude=exclude or [],
-                template=fields,
-                **assemble,
-            )
+            prompt = client.prompt(text, k, template=fields, **choice, **assemble)
     if as_json:
         _echo_json(prompt.to_dict())
         return
