@@ -72,7 +72,9 @@ def _check_value(field: str, value: Any) -> None:
         ok = kind in {"string", "boolean"} or (kind == "number" and math.isfinite(value))
     if not ok:
         finite = kind != "number" or math.isfinite(value)
-        shown = f"{kind} {value!r}" if finite else "NaN or infinity"
+        shown = (
+            "NaN or infinity" if not finite else "null" if value is None else f"{kind} {value!r}"
+        )
         raise FilterError(
             f"filter on {field!r}: a value must be {accepted}, or a list of them; got {shown}"
         )
@@ -119,7 +121,7 @@ def _key_kind(key: str) -> str:
 
 
 def check_value_kinds(field: str, values: Sequence[Any], keys: Iterable[str]) -> None:
-    """Refuse filter ``values`` of a kind that the field, whose value keys are ``keys``, never holds.
+    """Refuse filter ``values`` of a kind that a field (its value keys: ``keys``) never holds.
 
     Call it when the values matched nothing: a filter of the right kind that matches nothing is a
     legitimate empty answer, one of the wrong kind (``true`` or ``5`` where the field holds

@@ -22,7 +22,7 @@ ROWS = [
     [
         ({"label": 5}, ["'label'", "a string", "number 5"]),
         ({"label": [["a"]]}, ["'label'", "a string", "list ['a']"]),
-        ({"label": None}, ["'label'", "a string", "null None"]),
+        ({"label": None}, ["'label'", "a string", "got null"]),
         ({"label": True}, ["'label'", "boolean True"]),
         ({"n": None}, ["'n'", "a string, a number or a boolean", "null"]),
         ({"n": [1, {"x": 1}]}, ["'n'", "object"]),
