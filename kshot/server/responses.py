@@ -3,8 +3,10 @@
 Every error body is :class:`~kshot.server.schemas.ErrorResponse`. The sets below follow where each
 error comes from: the middleware (413 on any request; 400, 408, 415 on a body), uvicorn's
 connection limit (503 as text), the auth dependencies (401, 403), validation (422) and the index
-(404, 503 while it loads). :func:`without_default_422` removes FastAPI's own 422 schema, which
-describes a body this server never sends.
+(404, 503 while it loads). The error content is spelled out as ``application/json`` (not given as
+a ``model``, which FastAPI would file under the route's own media type, text for ``/metrics``);
+:func:`finish_openapi` adds its schema to the document and removes FastAPI's own 422 schema,
+which describes a body this server never sends.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from kshot.server.schemas import ErrorResponse
 
-__all__ = ["BODY", "EXAMPLE", "INDEX", "READ", "WRITE", "errors", "without_default_422"]
+__all__ = ["BODY", "EXAMPLE", "INDEX", "READ", "WRITE", "errors", "finish_openapi"]
 
 _DESCRIPTIONS = {
     400: "The body is not valid JSON, not UTF-8, or nests too deeply (the message says where).",
@@ -27,6 +29,8 @@ _DESCRIPTIONS = {
     503: "The index is still loading (JSON, with Retry-After), or the server is at its connection "
     "limit (plain text, from uvicorn).",
 }
+
+_ERROR_REF = "#/components/schemas/ErrorResponse"
 
 #: Every route: any request may declare a body over the limit; uvicorn may refuse a connection.
 ANY = (413, 503)
@@ -47,22 +51,25 @@ def errors(*groups: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
     codes = sorted({code for group in (ANY, *groups) for code in group})
     out: dict[int | str, dict[str, Any]] = {}
     for code in codes:
-        entry: dict[str, Any] = {"model": ErrorResponse, "description": _DESCRIPTIONS[code]}
+        content: dict[str, Any] = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
         if code == 503:
-            entry["content"] = {"text/plain": {"schema": {"type": "string"}}}
-        out[code] = entry
+            content["text/plain"] = {"schema": {"type": "string"}}
+        out[code] = {"description": _DESCRIPTIONS[code], "content": content}
     return out
 
 
-def without_default_422(schema: dict[str, Any]) -> dict[str, Any]:
-    """Drop FastAPI's default 422 (``HTTPValidationError``) where a route did not document one."""
+def finish_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the error schema; drop FastAPI's default 422 (``HTTPValidationError``)."""
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.get("responses", {})
             default = responses.get("422", {}).get("content", {}).get("application/json", {})
             if default.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
                 del responses["422"]
-    components = schema.get("components", {}).get("schemas", {})
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
+    error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(error.pop("$defs", {}))
+    components["ErrorResponse"] = error
     return schema

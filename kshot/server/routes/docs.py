@@ -14,7 +14,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from kshot.server.deps import ReadAccess
-from kshot.server.responses import without_default_422
+from kshot.server.responses import finish_openapi
 
 __all__ = ["OPENAPI_URL", "router"]
 
@@ -28,7 +28,7 @@ router = APIRouter(include_in_schema=False, dependencies=[ReadAccess])
 def openapi(request: Request) -> dict[str, Any]:
     """The OpenAPI document of this server."""
     schema: dict[str, Any] = request.app.openapi()
-    return without_default_422(schema)
+    return finish_openapi(schema)
 
 
 @router.get("/docs")
