@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from kshot.server.settings import ServerSettings
+
 __all__ = ["HeaderTimeoutProtocol", "header_timeout_protocol"]
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,10 @@ class HeaderTimeoutProtocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         timeout = type(self).header_timeout
-        self._header_seconds = float(os.environ.get(_ENV, "10")) if timeout is None else timeout
+        if timeout is None:
+            default = ServerSettings.model_fields["header_timeout"].default
+            timeout = float(os.environ.get(_ENV, default))
+        self._header_seconds = timeout
         self._header_timer: asyncio.TimerHandle | None = None
 
     def _arm(self) -> None:
