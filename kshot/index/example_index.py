@@ -38,7 +38,13 @@ from kshot.errors import (
     QueryError,
 )
 from kshot.index.encoder import Encoder, encoder_from_name
-from kshot.index.filters import LABEL_FIELD, filter_values, normalize_text, value_key
+from kshot.index.filters import (
+    LABEL_FIELD,
+    check_value_kinds,
+    filter_values,
+    normalize_text,
+    value_key,
+)
 from kshot.index.lexical import LexicalIndex
 from kshot.index.manifest import (
     IndexLayout,
@@ -716,6 +722,8 @@ class ExampleIndex:
             slots = postings.get(value_key(value))
             if slots:
                 mask[slots] = True
+        if not mask.any():
+            check_value_kinds(field, values, postings)
         return mask
 
     def vector_search(self, queries: Floats, k: int, mask: Mask | None) -> tuple[Floats, Ints]:

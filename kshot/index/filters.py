@@ -3,19 +3,26 @@
 A filter maps a field to one value (equality) or to a list, tuple or set of values (membership);
 all entries must hold. ``label`` means the example's label; any other key names a top-level
 metadata field. Values compare by their JSON form, so ``1`` and ``"1"`` differ.
+
+A filter value is a string, a finite number or a boolean (a ``label`` value: a string), or a list
+of them. Anything else (null, a nested list, an object, NaN) is refused with a
+:class:`~kshot.errors.FilterError` that names the field, since it could never match and a silent
+empty answer hides the mistake. For the same reason a value of a kind the field never holds
+(``true`` on a field of strings) is refused by :func:`check_value_kinds`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kshot.errors import FilterError
 
-__all__ = ["LABEL_FIELD", "filter_values", "normalize_text", "value_key"]
+__all__ = ["LABEL_FIELD", "check_value_kinds", "filter_values", "normalize_text", "value_key"]
 
 LABEL_FIELD = "label"
 
@@ -39,6 +46,40 @@ def _scalar_key(kind: str, value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _kind(value: Any) -> str:
+    """The JSON kind of a filter value, as the error messages name it."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return "list"
+    return type(value).__name__
+
+
+def _check_value(field: str, value: Any) -> None:
+    accepted = "a string" if field == LABEL_FIELD else "a string, a number or a boolean"
+    kind = _kind(value)
+    if field == LABEL_FIELD:
+        ok = kind == "string"
+    else:
+        ok = kind in {"string", "boolean"} or (kind == "number" and math.isfinite(value))
+    if not ok:
+        finite = kind != "number" or math.isfinite(value)
+        shown = (
+            "NaN or infinity" if not finite else "null" if value is None else f"{kind} {value!r}"
+        )
+        raise FilterError(
+            f"filter on {field!r}: a value must be {accepted}, or a list of them; got {shown}"
+        )
+
+
 def filter_values(filter: Mapping[str, Any] | None) -> dict[str, list[Any]]:
     """Normalise a filter into ``field -> accepted values``; malformed filters raise."""
     if filter is None:
@@ -53,13 +94,43 @@ def filter_values(filter: Mapping[str, Any] | None) -> dict[str, list[Any]]:
         if not isinstance(field, str) or not field:
             raise FilterError(f"filter field names must be non-empty strings, got {field!r}")
         if isinstance(wanted, (list, tuple, set, frozenset)):
+            for value in wanted:
+                _check_value(field, value)
             values: Sequence[Any] = sorted(wanted, key=value_key)
-        elif isinstance(wanted, Mapping):
-            raise FilterError(
-                f"filter on {field!r}: a value must be a JSON scalar or a list of them, "
-                f"got an object {dict(wanted)!r}"
-            )
         else:
+            _check_value(field, wanted)
             values = [wanted]
         out[field] = list(values)
     return out
+
+
+def _key_kind(key: str) -> str:
+    # A value key is JSON text, so its first character tells its kind.
+    first = key[:1]
+    if first == '"':
+        return "string"
+    if first in "tf":
+        return "boolean"
+    if first == "n":
+        return "null"
+    if first == "[":
+        return "list"
+    if first == "{":
+        return "object"
+    return "number"
+
+
+def check_value_kinds(field: str, values: Sequence[Any], keys: Iterable[str]) -> None:
+    """Refuse filter ``values`` of a kind that a field (its value keys: ``keys``) never holds.
+
+    Call it when the values matched nothing: a filter of the right kind that matches nothing is a
+    legitimate empty answer, one of the wrong kind (``true`` or ``5`` where the field holds
+    strings) is a mistake to name.
+    """
+    held = {_key_kind(key) for key in keys}
+    wrong = [value for value in values if _kind(value) not in held]
+    if wrong:
+        raise FilterError(
+            f"filter on {field!r}: {wrong[0]!r} is a {_kind(wrong[0])}, but the field holds only "
+            f"{' and '.join(sorted(held))} values; send one of those"
+        )

@@ -48,9 +48,16 @@ def log_config(level: str) -> dict[str, Any]:
 
 
 def serve(settings: ServerSettings) -> None:
-    """Run the server with uvicorn until it is stopped (SIGINT / SIGTERM: graceful shutdown)."""
+    """Run the server with uvicorn until it is stopped (SIGINT / SIGTERM: graceful shutdown).
+
+    Slow clients are cut off: request headers must arrive within ``header_timeout`` seconds and
+    a body within ``body_timeout``; idle keep-alive connections close after
+    ``keep_alive_timeout``; past ``max_connections`` connections or requests uvicorn answers 503.
+    """
     try:
         import uvicorn
+
+        from kshot.server.protocol import header_timeout_protocol
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise missing_extra("uvicorn", "server") from exc
     common: dict[str, Any] = {
@@ -60,11 +67,19 @@ def serve(settings: ServerSettings) -> None:
         "log_config": log_config(settings.log_level),
         "access_log": False,  # the app writes its own structured access log
         "server_header": False,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "limit_concurrency": settings.max_connections,
     }
     if settings.workers > 1:
+        # Worker processes import the protocol by name and read its timeout from the env.
         os.environ.update(settings.to_env())
         uvicorn.run(
-            "kshot.server.app:app_from_env", factory=True, workers=settings.workers, **common
+            "kshot.server.app:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            http="kshot.server.protocol:HeaderTimeoutProtocol",
+            **common,
         )
     else:
-        uvicorn.run(create_app(settings), **common)
+        protocol = header_timeout_protocol(settings.header_timeout)
+        uvicorn.run(create_app(settings), http=protocol, **common)

@@ -23,6 +23,7 @@ from kshot.prompt.budget import HFTokenCounter, TokenCounter, WhitespaceCounter,
 from kshot.server.deps import LockedCounter, ServerState
 from kshot.server.errors import install_error_handlers
 from kshot.server.middleware import ServerMiddleware
+from kshot.server.routes import docs as docs_routes
 from kshot.server.routes import examples as examples_routes
 from kshot.server.routes import health as health_routes
 from kshot.server.routes import index as index_routes
@@ -105,13 +106,21 @@ def create_app(
         version=__version__,
         summary="Dynamic in-context example selection over HTTP.",
         lifespan=lifespan,
+        # Served by routes.docs instead, behind the read key.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.kshot = state
     install_error_handlers(app)
     app.add_middleware(
-        ServerMiddleware, metrics=state.metrics, max_body_bytes=settings.max_body_bytes
+        ServerMiddleware,
+        metrics=state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
     )
     for routes in (
+        docs_routes,
         health_routes,
         index_routes,
         selectors_routes,

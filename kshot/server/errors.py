@@ -35,8 +35,10 @@ from kshot.errors import (
 )
 
 __all__ = [
+    "BODY_SCOPE_KEY",
     "STATUS_OF",
     "ApiError",
+    "BodyTimeout",
     "BodyTooLarge",
     "LimitExceeded",
     "error_body",
@@ -46,6 +48,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger("kshot.server")
+
+#: The ASGI scope key under which the middleware keeps the chunks of the request body.
+BODY_SCOPE_KEY = "kshot.body_chunks"
+
+#: The nesting reported as the limit when the JSON parser gives up on a deep body; it matches
+#: the depth the schemas accept for JSON values.
+JSON_DEPTH_LIMIT = 16
 
 #: One status code per error class; a subclass not listed takes its nearest listed base's code.
 STATUS_OF: dict[type[KshotError], int] = {
@@ -68,6 +77,7 @@ STATUS_OF: dict[type[KshotError], int] = {
 
 _HTTP_TYPES = {
     400: "bad_request",
+    408: "request_timeout",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -145,6 +155,69 @@ class BodyTooLarge(ApiError):
         )
 
 
+class BodyTimeout(ApiError):
+    """A request body that did not arrive within ``body_timeout`` seconds (408, then close)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408,
+            "body_timeout",
+            f"the request body did not arrive within the server's {seconds:g} s",
+            headers={"Connection": "close"},
+            limit="body_timeout",
+            value=seconds,
+        )
+
+
+def _deepest(body: bytes, limit: int) -> tuple[int, int]:
+    """The deepest JSON nesting in ``body`` and the byte offset where it first passes ``limit``."""
+    depth = deepest = 0
+    offset = -1
+    in_string = escaped = False
+    for position, byte in enumerate(body):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit and offset < 0:
+                offset = position
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest, offset
+
+
+def _unparsable(request: Request, cause: BaseException | None) -> ApiError | None:
+    """Say what is wrong with a body the JSON parser refused, and where; ``None``: unknown."""
+    if isinstance(cause, UnicodeDecodeError):
+        return ApiError(
+            400,
+            "invalid_encoding",
+            f"the request body is not valid UTF-8: {cause.reason} at byte offset {cause.start}",
+            offset=cause.start,
+        )
+    if isinstance(cause, RecursionError):
+        body = b"".join(request.scope.get(BODY_SCOPE_KEY, ()))
+        deepest, offset = _deepest(body, JSON_DEPTH_LIMIT)
+        return ApiError(
+            400,
+            "too_deep",
+            f"the request body nests JSON {deepest} levels deep, too deep to parse; JSON values "
+            f"may nest at most {JSON_DEPTH_LIMIT} levels (passed at byte offset {offset})",
+            limit="json_depth",
+            value=JSON_DEPTH_LIMIT,
+            offset=offset,
+        )
+    return None
+
+
 async def _kshot_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KshotError)
     status = status_of(exc)
@@ -157,6 +230,8 @@ async def _kshot_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and not isinstance(exc, ApiError):
+        exc = _unparsable(request, exc.__cause__) or exc
     if isinstance(exc, ApiError):
         body = error_body(exc.kind, exc.message, **exc.extra)
     else:
@@ -178,9 +253,16 @@ def _clean(error: dict[str, Any]) -> dict[str, Any]:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [_clean(e) for e in exc.errors()]
-    if any(e["type"] == "json_invalid" for e in errors):
+    invalid = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+    if invalid:
+        where = invalid[0].get("loc", ("body", "?"))[-1]
+        reason = invalid[0].get("ctx", {}).get("error", "JSON decode error")
         return JSONResponse(
-            error_body("invalid_json", "the request body is not valid JSON", details=errors),
+            error_body(
+                "invalid_json",
+                f"the request body is not valid JSON: {reason} at character {where}",
+                details=errors,
+            ),
             400,
         )
     first = errors[0] if errors else {"loc": [], "message": "invalid request"}

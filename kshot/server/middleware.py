@@ -1,22 +1,31 @@
-"""One pure ASGI middleware: body-size limit, access log, metrics, and the last-resort 500.
+"""One pure ASGI middleware: body checks, access log, metrics, and the last-resort 500.
 
-It is pure ASGI (not ``BaseHTTPMiddleware``) so that it adds little latency and can count the
-body while the application reads it.
+It is pure ASGI (not ``BaseHTTPMiddleware``) so that it adds little latency and can watch the
+body while the application reads it: a body must be JSON (``content-type``, else 415), at most
+``max_body_bytes`` (else 413) and arrive within ``body_timeout`` seconds of the request's start
+(else 408 and the connection is closed), so a client that drip-feeds a body cannot hold a worker
+thread. uvicorn has no body timeout of its own; the header timeout lives in
+:mod:`kshot.server.protocol`, since no ASGI code runs before the headers are complete.
 """
 
 from __future__ import annotations
 
+import email.message
 import json
 import logging
 import time
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kshot.server.errors import BodyTooLarge, error_body
+from kshot.server.errors import BODY_SCOPE_KEY, ApiError, BodyTimeout, BodyTooLarge, error_body
 from kshot.server.metrics import Metrics
 
 __all__ = ["ACCESS_LOGGER", "ServerMiddleware"]
+
+#: Methods whose body the routes read as JSON.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 #: The logger of the access log: one INFO line per request.
 ACCESS_LOGGER = "kshot.server.access"
@@ -33,12 +42,15 @@ def _field(value: object) -> str:
 
 
 class ServerMiddleware:
-    """Limit the body, time the request, log it and count it; answer 500 if all else failed."""
+    """Check the body, time the request, log it and count it; answer 500 if all else failed."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, body_timeout: float
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection scope."""
@@ -46,8 +58,12 @@ class ServerMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        state: dict[str, Any] = {"status": 500, "started": False, "bytes_in": 0}
+        state: dict[str, Any] = {"status": 500, "started": False, "bytes_in": 0, "done": False}
         limit = self.max_body_bytes
+        deadline = anyio.current_time() + self.body_timeout
+        # Kept so that a body the JSON parser rejects can be explained (where it went wrong).
+        chunks: list[bytes] = []
+        scope[BODY_SCOPE_KEY] = chunks
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -56,17 +72,27 @@ class ServerMiddleware:
             await send(message)
 
         async def receive_wrapper() -> Message:
-            message = await receive()
+            if state["done"]:  # the body is complete: the app waits for a disconnect
+                return await receive()
+            with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)) as waited:
+                message = await receive()
+            if waited.cancelled_caught:
+                logger.warning("cut off a slow request body on %s %s", scope["method"],
+                               _field(scope["path"]))  # fmt: skip
+                raise BodyTimeout(self.body_timeout)
             if message["type"] == "http.request":
-                state["bytes_in"] += len(message.get("body", b""))
+                body = message.get("body", b"")
+                state["bytes_in"] += len(body)
                 if state["bytes_in"] > limit:
                     raise BodyTooLarge(limit)
+                chunks.append(body)
+                state["done"] = not message.get("more_body", False)
             return message
 
         try:
-            declared = _content_length(scope)
-            if declared is not None and declared > limit:
-                await _send_json(send_wrapper, 413, BodyTooLarge(limit))
+            refusal = _refusal(scope, limit)
+            if refusal is not None:
+                await _send_json(send_wrapper, refusal)
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except Exception:
@@ -99,18 +125,52 @@ class ServerMiddleware:
             )
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
     return None
 
 
-async def _send_json(send: Send, status: int, exc: BodyTooLarge) -> None:
-    await _send_body(send, status, error_body(exc.kind, exc.message, **exc.extra))
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def _is_json(content_type: bytes) -> bool:
+    message = email.message.Message()
+    message["content-type"] = content_type.decode("latin-1")
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def _refusal(scope: Scope, limit: int) -> ApiError | None:
+    """An answer the request gets before any of its body is read, or ``None`` to go on."""
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        return BodyTooLarge(limit)
+    has_body = bool(declared) or _header(scope, b"transfer-encoding") is not None
+    if scope["method"] in _BODY_METHODS and has_body:
+        content_type = _header(scope, b"content-type")
+        if content_type is None or not _is_json(content_type):
+            shown = "none" if content_type is None else repr(content_type.decode("latin-1"))
+            return ApiError(
+                415,
+                "unsupported_media_type",
+                f"the request body must be JSON sent with 'content-type: application/json' "
+                f"(got content-type {shown})",
+                headers={"Connection": "close"},
+            )
+    return None
+
+
+async def _send_json(send: Send, exc: ApiError) -> None:
+    await _send_body(send, exc.status_code, error_body(exc.kind, exc.message, **exc.extra))
 
 
 async def _send_body(send: Send, status: int, body: dict[str, Any]) -> None:

@@ -4,6 +4,8 @@ Text fields refuse NUL characters and unpaired surrogates (which cannot be store
 UTF-8); JSON values (metadata, filters, selector parameters) refuse NaN and infinity and nesting
 deeper than :data:`MAX_DEPTH`. The server's configurable limits (k, query length, batch size) are
 checked by the routes, so that their error names the limit.
+
+Request bodies are strict: ``"k": true`` or ``"k": "4"`` is refused, not taken as 1 or 4.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
+
+from kshot.errors import FilterError
+from kshot.index.filters import filter_values
 
 __all__ = [
     "AddExamplesRequest",
     "AddExamplesResponse",
     "DeleteResponse",
+    "ErrorBody",
+    "ErrorResponse",
     "ExampleIn",
     "ExampleOut",
     "HealthResponse",
@@ -71,6 +78,35 @@ Text = Annotated[str, AfterValidator(_check_text)]
 NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(_check_text)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json)]
 
+
+def _check_filter(value: dict[str, Any]) -> dict[str, Any]:
+    # The index's own rule, so that HTTP, Python and the CLI refuse the same filters.
+    try:
+        filter_values(value)
+    except FilterError as exc:
+        raise ValueError(str(exc)) from None
+    _check_json(value)
+    return value
+
+
+_SCALAR_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+}
+
+#: A filter: field -> a string, finite number or boolean (``label``: a string), or a list of them.
+FilterObject = Annotated[
+    dict[str, Any],
+    AfterValidator(_check_filter),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [*_SCALAR_SCHEMA["anyOf"], {"type": "array", "items": _SCALAR_SCHEMA}]
+            },
+        }
+    ),
+]
+
 _FORBID = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
@@ -78,10 +114,36 @@ class _Model(BaseModel):
     model_config = _FORBID
 
 
+class _Request(_Model):
+    # Strict: JSON true is not an int, "4" is not a number.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+class ErrorBody(_Model):
+    """What went wrong; some errors add fields (``limit``, ``value``, ``details``)."""
+
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+
+    type: str
+    """A machine-readable kind, e.g. ``validation_error``, ``unauthorized``, ``not_found``."""
+    message: str
+    """What to fix, in words."""
+
+
+class ErrorResponse(_Model):
+    """The body of every error response."""
+
+    error: ErrorBody
+    """The error."""
+
+
 # -- examples ------------------------------------------------------------------------------------
 
 
-class ExampleIn(_Model):
+class ExampleIn(_Request):
     """An example to add."""
 
     input: NonEmptyText
@@ -92,8 +154,8 @@ class ExampleIn(_Model):
     """An optional class label (filterable; used by the balanced selector)."""
     metadata: JsonObject = Field(default_factory=dict)
     """Free JSON fields; top-level keys are filterable and usable in templates."""
-    id: Text | None = None
-    """A stable id; the index assigns one when absent. Must not exist yet."""
+    id: NonEmptyText | None = None
+    """A stable id (not empty); the index assigns one when absent. Must not exist yet."""
 
 
 class ExampleOut(_Model):
@@ -118,7 +180,7 @@ class ScoredExample(ExampleOut):
     """The selector's score (higher is better; its scale depends on the selector)."""
 
 
-class AddExamplesRequest(_Model):
+class AddExamplesRequest(_Request):
     """Examples to add in one durable write."""
 
     examples: list[ExampleIn] = Field(min_length=1)
@@ -132,7 +194,7 @@ class AddExamplesResponse(_Model):
     """One id per added example."""
 
 
-class PatchExampleRequest(_Model):
+class PatchExampleRequest(_Request):
     """Fields to change; absent or null fields stay as they are. A new input is re-embedded."""
 
     input: NonEmptyText | None = None
@@ -155,14 +217,14 @@ class DeleteResponse(_Model):
 # -- selection -----------------------------------------------------------------------------------
 
 
-class _SelectionFields(_Model):
-    k: int = Field(4, ge=1)
+class _SelectionFields(_Request):
+    k: StrictInt = Field(4, ge=1)
     """How many examples to return (at most the server's ``max_k``)."""
     selector: Text = "similarity"
     """A registered selector name (see ``GET /v1/selectors``)."""
     params: JsonObject = Field(default_factory=dict)
     """The selector's parameters (see ``GET /v1/selectors`` for names, types and ranges)."""
-    filter: JsonObject | None = None
+    filter: FilterObject | None = None
     """``label`` or metadata field -> a value (equality) or a list of values (membership)."""
     exclude: list[Text] = Field(default_factory=list)
     """Ids never to return (at most the server's ``max_batch``)."""
@@ -199,7 +261,7 @@ class SelectBatchResponse(_Model):
 # -- prompts -------------------------------------------------------------------------------------
 
 
-class TemplateIn(_Model):
+class TemplateIn(_Request):
     """Prompt template fields; any field left out keeps its default."""
 
     instructions: Text | None = None
@@ -218,7 +280,7 @@ class TemplateIn(_Model):
     """Chat format: the final user message."""
 
 
-class _PromptFields(_Model):
+class _PromptFields(_Request):
     template: TemplateIn | None = None
     """The prompt template; default: ``Input: ...\\nOutput: ...`` blocks."""
     order: Literal["similar_last", "similar_first", "random"] = "similar_last"

@@ -60,6 +60,27 @@ class ServerSettings(BaseSettings):
         ge=1024,
         description="Largest request body accepted, in bytes (else 413).",
     )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a client may take to send a request's headers, counted from when the "
+            "connection opens or the previous response ends (so it also closes idle connections)."
+        ),
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a client may take to send a request body (else 408).",
+    )
+    keep_alive_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds an idle keep-alive connection stays open."
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Most connections and requests in flight per process; more get a 503.",
+    )
     max_k: int = Field(default=64, ge=1, description="Largest k a request may ask for.")
     max_query_chars: int = Field(
         default=8_000, ge=1, description="Longest query (and example input) in characters."

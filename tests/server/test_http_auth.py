@@ -95,3 +95,29 @@ def test_read_only_refuses_writes_even_with_the_key(
     assert writes(client, {"Authorization": f"Bearer {KEY}"}) == [403, 403, 403]
     error = client.post("/v1/examples", json=ADD).json()["error"]
     assert "read-only" in error["message"]
+
+
+DOCS = ["/openapi.json", "/docs", "/redoc"]
+
+
+def test_auth_all_protects_the_api_documents(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(api_key=KEY, auth="all")
+    for path in DOCS:
+        r = client.get(path)
+        assert r.status_code == 401, path
+        assert r.json()["error"]["type"] == "unauthorized"
+        assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert client.get(path, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    document = client.get("/openapi.json", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert "/v1/select" in document["paths"] and "/docs" not in document["paths"]
+
+
+def test_auth_writes_leaves_the_api_documents_open(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(api_key=KEY, auth="writes")
+    for path in DOCS:
+        assert client.get(path).status_code == 200, path
+    assert "/openapi.json" in client.get("/docs").text
+    assert "/openapi.json" in client.get("/redoc").text
+    assert client.get("/openapi.json").json()["info"]["title"] == "kshot"

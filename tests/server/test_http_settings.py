@@ -133,3 +133,20 @@ def test_metrics_text() -> None:
     assert 'le="+Inf"} 2' in text
     assert "_count{" in text and "_sum{" in text
     assert text.endswith("g 5\n")
+
+
+def test_slow_client_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = ServerSettings()
+    assert (defaults.header_timeout, defaults.body_timeout) == (10.0, 30.0)
+    assert (defaults.keep_alive_timeout, defaults.max_connections) == (5.0, 1000)
+    monkeypatch.setenv("KSHOT_HEADER_TIMEOUT", "2.5")
+    monkeypatch.setenv("KSHOT_BODY_TIMEOUT", "4")
+    monkeypatch.setenv("KSHOT_KEEP_ALIVE_TIMEOUT", "1")
+    monkeypatch.setenv("KSHOT_MAX_CONNECTIONS", "7")
+    settings = ServerSettings()
+    assert (settings.header_timeout, settings.body_timeout) == (2.5, 4.0)
+    assert (settings.keep_alive_timeout, settings.max_connections) == (1.0, 7)
+    assert settings.to_env()["KSHOT_HEADER_TIMEOUT"] == "2.5"
+    for bad in ({"header_timeout": 0}, {"body_timeout": -1}, {"max_connections": 0}):
+        with pytest.raises(ValidationError):
+            ServerSettings(**bad)

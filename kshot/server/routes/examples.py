@@ -15,6 +15,7 @@ from kshot.server.deps import (
     check_batch,
     check_query,
 )
+from kshot.server.responses import BODY, EXAMPLE, INDEX, READ, WRITE, errors
 from kshot.server.schemas import (
     AddExamplesRequest,
     AddExamplesResponse,
@@ -28,7 +29,13 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/examples", tags=["examples"])
 
 
-@router.post("", response_model=AddExamplesResponse, status_code=201, dependencies=[WriteAccess])
+@router.post(
+    "",
+    response_model=AddExamplesResponse,
+    status_code=201,
+    dependencies=[WriteAccess],
+    responses=errors(WRITE, BODY, INDEX),
+)
 def add_examples(
     body: AddExamplesRequest, index: IndexDep, settings: SettingsDep, state: StateDep
 ) -> dict[str, Any]:
@@ -41,13 +48,23 @@ def add_examples(
     return {"ids": ids}
 
 
-@router.get("/{example_id:path}", response_model=ExampleOut, dependencies=[ReadAccess])
+@router.get(
+    "/{example_id:path}",
+    response_model=ExampleOut,
+    dependencies=[ReadAccess],
+    responses=errors(READ, INDEX, EXAMPLE),
+)
 def get_example(example_id: str, index: IndexDep) -> dict[str, Any]:
     """One example by id (404 when the index does not hold it)."""
     return index.get([example_id])[0].to_dict()
 
 
-@router.patch("/{example_id:path}", response_model=ExampleOut, dependencies=[WriteAccess])
+@router.patch(
+    "/{example_id:path}",
+    response_model=ExampleOut,
+    dependencies=[WriteAccess],
+    responses=errors(WRITE, BODY, INDEX, EXAMPLE),
+)
 def patch_example(
     example_id: str,
     body: PatchExampleRequest,
@@ -65,7 +82,12 @@ def patch_example(
     return new.to_dict()
 
 
-@router.delete("/{example_id:path}", response_model=DeleteResponse, dependencies=[WriteAccess])
+@router.delete(
+    "/{example_id:path}",
+    response_model=DeleteResponse,
+    dependencies=[WriteAccess],
+    responses=errors(WRITE, INDEX, EXAMPLE),
+)
 def delete_example(example_id: str, index: IndexDep, state: StateDep) -> dict[str, Any]:
     """Delete one example (404 when the index does not hold it). Durable on return."""
     index.delete([example_id])

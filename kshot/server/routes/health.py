@@ -7,6 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from kshot.server.deps import ReadAccess, StateDep
 from kshot.server.errors import ApiError
+from kshot.server.responses import INDEX, READ, errors
 from kshot.server.schemas import HealthResponse
 
 __all__ = ["router"]
@@ -16,13 +17,18 @@ router = APIRouter(tags=["service"])
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@router.get("/healthz", response_model=HealthResponse)
+@router.get("/healthz", response_model=HealthResponse, responses=errors())
 def healthz() -> dict[str, str]:
     """Liveness: the process answers (never needs a key)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=HealthResponse, dependencies=[ReadAccess])
+@router.get(
+    "/readyz",
+    response_model=HealthResponse,
+    dependencies=[ReadAccess],
+    responses=errors(READ, INDEX),
+)
 def readyz(state: StateDep) -> dict[str, str]:
     """Readiness: 200 once the index and token counter are loaded, 503 before."""
     if not state.ready:
@@ -30,7 +36,12 @@ def readyz(state: StateDep) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@router.get("/metrics", response_class=PlainTextResponse, dependencies=[ReadAccess])
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[ReadAccess],
+    responses=errors(READ),
+)
 def metrics(state: StateDep) -> PlainTextResponse:
     """Prometheus metrics: request counts and latency histograms per route, index size."""
     index = state.index

@@ -7,11 +7,17 @@ from typing import Any
 from fastapi import APIRouter
 
 from kshot.server.deps import IndexDep, ReadAccess
+from kshot.server.responses import INDEX, READ, errors
 from kshot.server.schemas import IndexInfo
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["index"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix="/v1",
+    tags=["index"],
+    dependencies=[ReadAccess],
+    responses=errors(READ, INDEX),
+)
 
 
 @router.get("/index", response_model=IndexInfo)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from kshot.server.deps import IndexDep, ReadAccess, SettingsDep, StateDep
+from kshot.server.responses import BODY, INDEX, READ, errors
 from kshot.server.schemas import (
     PromptBatchRequest,
     PromptBatchResponse,
@@ -17,7 +18,12 @@ from kshot.server.service import assemble_all, select_all
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["prompt"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix="/v1",
+    tags=["prompt"],
+    dependencies=[ReadAccess],
+    responses=errors(READ, BODY, INDEX),
+)
 
 
 @router.post("/prompt", response_model=PromptResponse)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from kshot.server.deps import IndexDep, ReadAccess, SettingsDep
+from kshot.server.responses import BODY, INDEX, READ, errors
 from kshot.server.schemas import (
     SelectBatchRequest,
     SelectBatchResponse,
@@ -17,7 +18,12 @@ from kshot.server.service import scored_rows, select_all
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["select"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix="/v1",
+    tags=["select"],
+    dependencies=[ReadAccess],
+    responses=errors(READ, BODY, INDEX),
+)
 
 
 @router.post("/select", response_model=SelectResponse)

@@ -8,11 +8,17 @@ from fastapi import APIRouter
 
 from kshot.selector.base import available_selectors
 from kshot.server.deps import ReadAccess
+from kshot.server.responses import READ, errors
 from kshot.server.schemas import SelectorsResponse
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["selectors"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix="/v1",
+    tags=["selectors"],
+    dependencies=[ReadAccess],
+    responses=errors(READ),
+)
 
 
 @router.get("/selectors", response_model=SelectorsResponse)

@@ -1,0 +1,75 @@
+"""The error responses each route documents in OpenAPI, with the body the server really sends.
+
+Every error body is :class:`~kshot.server.schemas.ErrorResponse`. The sets below follow where each
+error comes from: the middleware (413 on any request; 400, 408, 415 on a body), uvicorn's
+connection limit (503 as text), the auth dependencies (401, 403), validation (422) and the index
+(404, 503 while it loads). The error content is spelled out as ``application/json`` (not given as
+a ``model``, which FastAPI would file under the route's own media type, text for ``/metrics``);
+:func:`finish_openapi` adds its schema to the document and removes FastAPI's own 422 schema,
+which describes a body this server never sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kshot.server.schemas import ErrorResponse
+
+__all__ = ["BODY", "EXAMPLE", "INDEX", "READ", "WRITE", "errors", "finish_openapi"]
+
+_DESCRIPTIONS = {
+    400: "The body is not valid JSON, not UTF-8, or nests too deeply (the message says where).",
+    401: "The API key is missing or wrong (send 'Authorization: Bearer <key>').",
+    403: "Writes are disabled on this server (read-only, or no key and no anonymous writes).",
+    404: "No example has this id.",
+    408: "The request body did not arrive within the server's body timeout.",
+    413: "The request body is larger than the server's max_body_bytes.",
+    415: "The request body is not sent as 'content-type: application/json'.",
+    422: "The request is well-formed JSON but a field is invalid or over a server limit.",
+    503: "The index is still loading (JSON, with Retry-After), or the server is at its connection "
+    "limit (plain text, from uvicorn).",
+}
+
+_ERROR_REF = "#/components/schemas/ErrorResponse"
+
+#: Every route: any request may declare a body over the limit; uvicorn may refuse a connection.
+ANY = (413, 503)
+#: Routes behind the read key (``auth="all"``).
+READ = (401,)
+#: Routes that read a JSON body.
+BODY = (400, 408, 415, 422)
+#: Routes that need the loaded index.
+INDEX = (503,)
+#: Write routes.
+WRITE = (401, 403)
+#: Routes that address one example by id.
+EXAMPLE = (404,)
+
+
+def errors(*groups: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that can fail in the ways ``groups`` (and :data:`ANY`) name."""
+    codes = sorted({code for group in (ANY, *groups) for code in group})
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        content: dict[str, Any] = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
+        if code == 503:
+            content["text/plain"] = {"schema": {"type": "string"}}
+        out[code] = {"description": _DESCRIPTIONS[code], "content": content}
+    return out
+
+
+def finish_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the error schema; drop FastAPI's default 422 (``HTTPValidationError``)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            default = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if default.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                del responses["422"]
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(error.pop("$defs", {}))
+    components["ErrorResponse"] = error
+    return schema
