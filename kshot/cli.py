@@ -252,7 +252,7 @@ def _select(
     from kshot.selector import build_selector
 
     index = ExampleIndex.load(path)
-    return build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
+    return build_selector(index, selector, _parse_pairs(param or [], "--param")).select(
         query, k, filter=_parse_filter(filter or []), exclude=exclude or []
     )
 
@@ -284,10 +284,7 @@ def selectors_cmd(as_json: JsonFlag = False) -> None:
     from kshot.selector import available_selectors
 
     listing: dict[str, dict[str, Any]] = {
-        name: {
-            "description": cls.description,
-            "params": {p.name: p.schema() for p in cls.params},
-        }
+        name: {key: value for key, value in cls.schema().items() if key != "name"}
         for name, cls in available_selectors().items()
     }
     if as_json:

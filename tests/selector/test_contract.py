@@ -14,7 +14,9 @@ from kshot.index.encoder import HashingEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.index.filters import normalize_text
 from kshot.selector import (
+    BalancedParams,
     BaseSelector,
+    MMRParams,
     Param,
     SelectorSpec,
     available_selectors,
@@ -96,7 +98,7 @@ def index() -> ExampleIndex:
 
 
 def make(index: ExampleIndex, name: str, **params: Any) -> BaseSelector:
-    return build_selector(index, name, **{**SEEDED.get(name, {}), **params})
+    return build_selector(index, name, {**SEEDED.get(name, {}), **params})
 
 
 def ids(found: list[Scored]) -> list[str]:
@@ -143,8 +145,11 @@ def test_unknown_selector_lists_the_known_ones(index: ExampleIndex) -> None:
 
 def test_spec_and_name_build_the_same_selector(index: ExampleIndex) -> None:
     by_spec = build_selector(index, SelectorSpec("mmr", {"lambda": 0.3, "fetch_k": 10}))
-    by_name = build_selector(index, "mmr", **{"lambda": 0.3, "fetch_k": 10})
-    assert by_spec.config == by_name.config == {"lambda": 0.3, "fetch_k": 10}
+    by_name = build_selector(index, "mmr", {"lambda": 0.3, "fetch_k": 10})
+    typed = build_selector(index, "mmr", MMRParams(lambda_=0.3, fetch_k=10))
+    expected = {"dedupe_threshold": None, "lambda": 0.3, "fetch_k": 10}
+    assert by_spec.params.to_dict() == by_name.params.to_dict() == expected
+    assert typed.params == by_name.params
     q = QUERIES[0]
     assert ids(by_spec.select(q, 3)) == ids(by_name.select(q, 3))
 
@@ -161,17 +166,17 @@ def test_spec_validates_its_shape() -> None:
 
 
 def test_cli_strings_are_coerced(index: ExampleIndex) -> None:
-    sel = build_selector(index, "mmr", **{"lambda": "0.25", "fetch_k": "12"})
-    assert sel.config == {"lambda": 0.25, "fetch_k": 12}
-    sel = build_selector(index, "balanced", ensure_labels="top_up, change_pin")
-    assert sel.config["ensure_labels"] == ["top_up", "change_pin"]
+    sel = build_selector(index, "mmr", {"lambda": "0.25", "fetch_k": "12"})
+    assert sel.params == MMRParams(lambda_=0.25, fetch_k=12)
+    sel = build_selector(index, "balanced", {"ensure_labels": "top_up, change_pin"})
+    assert sel.params == BalancedParams(ensure_labels=("top_up", "change_pin"))
 
 
 @pytest.mark.parametrize("name", SELECTORS)
 def test_unknown_parameter_is_rejected(index: ExampleIndex, name: str) -> None:
     with pytest.raises(ConfigError, match="no parameter 'bogus'") as err:
-        build_selector(index, name, bogus=1)
-    for param in selector_class(name).params:
+        build_selector(index, name, {"bogus": 1})
+    for param in selector_class(name).Params.fields():
         assert param.name in str(err.value)
 
 
@@ -193,7 +198,7 @@ def _out_of_range(param: Param) -> list[Any]:
 PARAM_CASES = [
     (name, param, value)
     for name in SELECTORS
-    for param in selector_class(name).params
+    for param in selector_class(name).Params.fields()
     for value in _out_of_range(param)
 ]
 
@@ -203,7 +208,7 @@ def test_out_of_range_parameter_names_it_and_the_valid_range(
     index: ExampleIndex, name: str, param: Param, value: Any
 ) -> None:
     with pytest.raises(ConfigError) as err:
-        build_selector(index, name, **{param.name: value})
+        build_selector(index, name, {param.name: value})
     message = str(err.value)
     assert repr(param.name) in message
     assert param.describe_range() in message
@@ -214,21 +219,22 @@ def test_defaults_are_in_range_and_schema_describes_them(name: str) -> None:
     cls = selector_class(name)
     schema = cls.schema()
     assert schema["name"] == name and schema["description"]
-    for param in cls.params:
+    for param in cls.Params.fields():
         assert param.coerce(name, param.default) == param.default
-        assert schema["params"][param.name]["default"] == param.default
+        default = list(param.default) if isinstance(param.default, tuple) else param.default
+        assert schema["params"][param.name]["default"] == default
 
 
 def test_balanced_base_must_be_another_registered_selector(index: ExampleIndex) -> None:
     with pytest.raises(UnknownSelectorError, match="'base'"):
-        build_selector(index, "balanced", base="nope")
+        build_selector(index, "balanced", {"base": "nope"})
     with pytest.raises(ConfigError, match="'base'"):
-        build_selector(index, "balanced", base="balanced")
+        build_selector(index, "balanced", {"base": "balanced"})
 
 
 def test_hybrid_needs_some_weight(index: ExampleIndex) -> None:
     with pytest.raises(ConfigError, match="bm25_weight"):
-        build_selector(index, "hybrid", similarity_weight=0, bm25_weight=0)
+        build_selector(index, "hybrid", {"similarity_weight": 0, "bm25_weight": 0})
 
 
 # -- the selection contract ---------------------------------------------------------------
@@ -343,7 +349,7 @@ def test_deterministic_across_builds(index: ExampleIndex, name: str) -> None:
 
 def test_random_depends_on_the_seed(index: ExampleIndex) -> None:
     draws = {
-        tuple(ids(build_selector(index, "random", seed=seed).select(QUERIES[0], 5)))
+        tuple(ids(build_selector(index, "random", {"seed": seed}).select(QUERIES[0], 5)))
         for seed in range(6)
     }
     assert len(draws) > 1
