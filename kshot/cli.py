@@ -296,8 +296,10 @@ def selectors_cmd(as_json: JsonFlag = False) -> None:
             bounds = "".join(
                 f" {key}={schema[key]}" for key in ("minimum", "maximum", "enum") if key in schema
             )
+            kind = schema["type"]
+            kind = " or ".join(kind) if isinstance(kind, list) else kind
             typer.echo(
-                f"{'':14}{pname} ({schema['type']}, default {schema['default']!r}{bounds}): "
+                f"{'':14}{pname} ({kind}, default {schema['default']!r}{bounds}): "
                 f"{schema['description']}"
             )
 

@@ -185,8 +185,8 @@ class SelectorParams:
 
     dedupe_threshold: float | None = param(
         None,
-        "drop a candidate whose embedding's cosine similarity to the query or to an earlier pick "
-        "is at least this, before the top-k cut (null: off)",
+        "drop candidates whose embedding cosine to the query or to an earlier pick is at least "
+        "this, before the top-k cut (null: off)",
         minimum=0.0,
         maximum=1.0,
     )
