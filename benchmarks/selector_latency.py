@@ -204,7 +204,7 @@ def run_corpus(
             batch_times.append(time.perf_counter() - t0)
         row = {
             "selector": selector_name,
-            "params": selector.config,
+            "params": selector.params.to_dict(),
             "with_encoding": percentiles(full),
             "selection_only": percentiles(only),
             "batch_qps": args.batch / float(np.median(batch_times)),

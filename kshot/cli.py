@@ -381,7 +381,7 @@ def _select(path: Path, query: str, k: int, choice: dict[str, Any]) -> list[Scor
     from kshot.selector import build_selector
 
     index = ExampleIndex.load(path)
-    return build_selector(index, choice["selector"], **choice["params"]).select(
+    return build_selector(index, choice["selector"], choice["params"]).select(
         query, k, filter=choice["filter"], exclude=choice["exclude"]
     )
 
@@ -421,10 +421,7 @@ def selectors_cmd(as_json: JsonFlag = False) -> None:
     from kshot.selector import available_selectors
 
     listing: dict[str, dict[str, Any]] = {
-        name: {
-            "description": cls.description,
-            "params": {p.name: p.schema() for p in cls.params},
-        }
+        name: {key: value for key, value in cls.schema().items() if key != "name"}
         for name, cls in available_selectors().items()
     }
     if as_json:
@@ -436,8 +433,10 @@ def selectors_cmd(as_json: JsonFlag = False) -> None:
             bounds = "".join(
                 f" {key}={schema[key]}" for key in ("minimum", "maximum", "enum") if key in schema
             )
+            kind = schema["type"]
+            kind = " or ".join(kind) if isinstance(kind, list) else kind
             typer.echo(
-                f"{'':14}{pname} ({schema['type']}, default {schema['default']!r}{bounds}): "
+                f"{'':14}{pname} ({kind}, default {schema['default']!r}{bounds}): "
                 f"{schema['description']}"
             )
 

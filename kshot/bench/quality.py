@@ -841,14 +841,14 @@ class _Runner:
             params = dict(self.config.selector_params.get(arm.name, {}))
             if arm.name == "random":
                 params["seed"] = arm.seed
-            selector = build_selector(self.index, arm.name, **params)
+            selector = build_selector(self.index, arm.name, params)
         record = self._base_record(arm)
         record.update(
             self._evaluate(self.lm(), lambda queries: self._select(selector, queries, arm.k))
         )
         record["train_seconds"] = None
         if selector is not None:
-            record["selector_params"] = dict(selector.config)
+            record["selector_params"] = selector.params.to_dict()
         return record
 
     def _select(self, selector: Any, queries: Sequence[Example], k: int) -> list[list[Scored]]:

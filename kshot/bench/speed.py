@@ -13,8 +13,9 @@ One run (:func:`run_speed`) measures, on the same corpus and the same embeddings
   - ``e2e`` (end to end): both sides run the same MiniLM model on the query text (kshot's query
     LRU cache disabled); kshot's batch call encodes the batch in one model call.
 
-- **MMR re-ranking alone**: kshot's :func:`~kshot.selector._math.mmr` against LangChain's
-  ``maximal_marginal_relevance`` on the same ``fetch_k`` candidates (20 and 1000), same picks.
+- **MMR re-ranking alone**: kshot's :func:`~kshot._ranking.mmr_batch` (one query at a time)
+  against LangChain's ``maximal_marginal_relevance`` on the same ``fetch_k`` candidates (20 and
+  1000), same picks.
 - **Lexical**: ``jaccard`` against ``NGramOverlapExampleSelector`` on a 4k-example corpus (its
   per-query cost is quadratic in the corpus); ``bm25`` timed alongside.
 - **Scale** (``scale``, e.g. 1,000,000): kshot alone: build rate from precomputed vectors, p50/p99
@@ -350,7 +351,7 @@ def compare_at(n: int, config: SpeedConfig, real_encoder: Any | None) -> dict[st
             SemanticSimilarityExampleSelector(vectorstore=lc_store, k=k, input_keys=["input"]),
         ),
         "mmr": (
-            build_selector(index, "mmr", fetch_k=fetch_k, **{"lambda": lam}),
+            build_selector(index, "mmr", {"fetch_k": fetch_k, "lambda": lam}),
             MaxMarginalRelevanceExampleSelector(
                 vectorstore=lc_store, k=k, fetch_k=fetch_k, input_keys=["input"]
             ),
@@ -381,7 +382,7 @@ def compare_at(n: int, config: SpeedConfig, real_encoder: Any | None) -> dict[st
         for name, (_, lc) in pairs.items():
             params = {} if name == "similarity" else {"fetch_k": fetch_k, "lambda": lam}
             try:
-                res = _measure_pair(build_selector(ivf, name, **params), lc, data, config, queries)
+                res = _measure_pair(build_selector(ivf, name, params), lc, data, config, queries)
             except MemoryError as exc:  # recorded: a finding, not a benchmark failure
                 logger.error("n=%d %s (IVF) failed: %r", n, name, exc)
                 out[f"{name}_ivf"] = {"error": repr(exc)}
@@ -512,8 +513,8 @@ def mmr_rerank(data: Data, config: SpeedConfig) -> dict[str, Any]:
     """Kshot ``mmr`` vs LangChain ``maximal_marginal_relevance`` on the same candidates."""
     from langchain_community.vectorstores.utils import maximal_marginal_relevance
 
+    from kshot._ranking import mmr_batch
     from kshot.index.vectors import exact_search
-    from kshot.selector._math import mmr
 
     out: dict[str, Any] = {}
     queries = data.query_vectors[: min(config.n_queries, 100)]
@@ -525,7 +526,7 @@ def mmr_rerank(data: Data, config: SpeedConfig) -> dict[str, Any]:
             cands = data.vectors[p]
             cand_list = list(cands)  # what LangChain's FAISS store hands over (reconstructed rows)
             with tk():
-                a = mmr(qv, cands, config.k, config.lambda_mult)
+                a = mmr_batch(qv[None], cands[None], config.k, config.lambda_mult)[0]
             with tl():
                 b = maximal_marginal_relevance(
                     np.array([qv], dtype=np.float32), cand_list, config.lambda_mult, config.k
@@ -692,7 +693,7 @@ def _time_selector(
 ) -> dict[str, Any]:
     from kshot.selector.base import build_selector
 
-    sel = build_selector(index, name, **params)
+    sel = build_selector(index, name, params)
     t0 = time.perf_counter()
     sel.select(queries[0], config.k)  # builds the lexical / BM25 index on first use
     first = time.perf_counter() - t0

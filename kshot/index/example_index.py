@@ -56,7 +56,7 @@ from kshot.index.manifest import (
 )
 from kshot.index.store import ExampleStore, StoredBatch
 from kshot.index.vectors import VectorIndex, choose_factory, exact_search
-from kshot.types import Example, Filter, Scored
+from kshot.types import Example, Filter, Mask
 
 __all__ = ["ExampleIndex", "as_example", "normalize_text"]
 
@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
-Mask = npt.NDArray[np.bool_]
 
 #: Filtered searches over at most this many allowed examples scan them exactly in numpy.
 EXACT_FILTER_LIMIT = 50_000
@@ -687,7 +686,8 @@ class ExampleIndex:
             raise QueryError("query vectors contain NaN or infinity")
         return array
 
-    # The methods below are the selectors' view of the index; call them inside `reading()`.
+    # The methods below, with `reading`, `examples_at` and `encode_queries`, are the selectors'
+    # view of the index (kshot.selector.view.IndexView); call them inside `reading()`.
     @property
     def n_slots(self) -> int:
         """How many slots the columns use, tombstones included."""
@@ -807,20 +807,6 @@ class ExampleIndex:
                 lexical.add(cols.rows[live], [cols.inputs[s] for s in live])
                 self._lexical = lexical
             return self._lexical
-
-    def search(
-        self,
-        queries: str | Sequence[str],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        exclude: Iterable[str] = (),
-    ) -> list[list[Scored]]:
-        """Nearest examples by cosine similarity for each query, filters applied before top-k."""
-        from kshot.selector.similarity import SimilaritySelector
-
-        texts = [queries] if isinstance(queries, str) else list(queries)
-        return SimilaritySelector(self).select_batch(texts, k, filter=filter, exclude=exclude)
 
 
 def _aside(target: Path) -> Path:

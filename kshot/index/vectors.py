@@ -20,8 +20,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from kshot._ranking import top_k
 from kshot.errors import ConfigError, IndexFormatError
-from kshot.selector._math import top_k
 
 __all__ = ["APPROX_THRESHOLD", "VectorIndex", "choose_factory", "exact_search"]
 

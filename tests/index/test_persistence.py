@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kshot.api import select
 from kshot.errors import ConfigError, DataError, EncoderMismatchError, IndexFormatError
 from kshot.index.encoder import HashingEncoder
 from kshot.index.example_index import ExampleIndex
@@ -98,7 +99,7 @@ def test_build_save_load_round_trip(saved: Path, toy_examples: list[Example]) ->
     built = ExampleIndex.build(toy_examples, HashingEncoder(DIM))
     assert top_ids(index, QUERIES) == top_ids(built, QUERIES)
     # The encoder named in the manifest is made on first use.
-    assert index.search("reset my PIN", 1)[0][0].example.id in {"t00", "t01"}
+    assert select(index, "reset my PIN", 1)[0].example.id in {"t00", "t01"}
 
 
 def test_save_to_a_new_directory_and_refuse_to_overwrite(
@@ -175,7 +176,7 @@ def test_many_deletes_compact_the_vectors_on_save(
     index.save()
     reloaded = load_strictly(tmp_path / "h")
     assert len(reloaded) == 1500
-    found = reloaded.search("row 4 word4", 50)[0]
+    found = select(reloaded, "row 4 word4", 50)
     assert all(int(s.example.id[1:]) % 2 == 1 for s in found)
 
 
@@ -679,7 +680,7 @@ def test_killed_at_a_random_moment_while_saving_a_larger_index(
             # One complete state: loop0..loop{m-1} for some m, all 4,000 bulk rows.
             assert loops == list(range(len(loops)))
             assert len(index) == 4000 + len(loops)
-            index.search("bulk text 7", 3)
+            select(index, "bulk text 7", 3)
             counts.append(len(loops))
             index._store.close()
         assert counts

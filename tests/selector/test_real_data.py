@@ -109,7 +109,7 @@ def distinct_labels(found: list[list[Scored]]) -> float:
 def run(
     index: ExampleIndex, name: str, queries: list[Example], **params: object
 ) -> list[list[Scored]]:
-    selector = build_selector(index, name, **params)
+    selector = build_selector(index, name, params)
     return selector.select_batch([q.input for q in queries], K)
 
 
