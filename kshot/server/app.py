@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -23,6 +24,8 @@ from kshot.prompt.budget import HFTokenCounter, TokenCounter, WhitespaceCounter,
 from kshot.server.deps import LockedCounter, ServerState
 from kshot.server.errors import install_error_handlers
 from kshot.server.middleware import ServerMiddleware
+from kshot.server.proxy import ProxyState
+from kshot.server.proxy import router as proxy_router
 from kshot.server.routes import examples as examples_routes
 from kshot.server.routes import health as health_routes
 from kshot.server.routes import index as index_routes
@@ -30,6 +33,9 @@ from kshot.server.routes import prompt as prompt_routes
 from kshot.server.routes import select as select_routes
 from kshot.server.routes import selectors as selectors_routes
 from kshot.server.settings import WHITESPACE_TOKENIZER, ServerSettings
+
+if TYPE_CHECKING:
+    from kshot.model.transformers_lm import TransformersLM
 
 __all__ = ["app_from_env", "create_app", "load_counter"]
 
@@ -49,6 +55,9 @@ def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter
     settings = state.settings
     started = time.perf_counter()
     if index is None:
+        if settings.index is None and settings.local_model is not None:
+            state.ready = True  # a model server only (see kshot.server.proxy)
+            return
         if settings.index is None:
             raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
         index = ExampleIndex.load(settings.index, device=settings.device)
@@ -82,6 +91,7 @@ def create_app(
     *,
     index: ExampleIndex | None = None,
     counter: TokenCounter | None = None,
+    local_lm: TransformersLM | None = None,
 ) -> FastAPI:
     """Build the HTTP application.
 
@@ -89,15 +99,20 @@ def create_app(
     warms its encoder with one encode, and loads the token counter (unless ``counter`` is given);
     at shutdown it saves the index it loaded (vector file and manifest; the store is already
     durable), unless the server is read-only. An ``index`` passed in is the caller's to save.
+    ``local_lm`` is a loaded model to serve as ``settings.local_model`` would load one (see
+    :mod:`kshot.server.proxy`); the model loads before the index, so readiness covers both.
     """
     state = ServerState(settings)
+    proxy = ProxyState()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(proxy.load, settings, local_lm)
         await anyio.to_thread.run_sync(_start, state, index, counter)
         try:
             yield
         finally:
+            await proxy.aclose()
             await anyio.to_thread.run_sync(_stop, state, index is None)
 
     app = FastAPI(
@@ -107,6 +122,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.kshot = state
+    app.state.proxy = proxy
     install_error_handlers(app)
     app.add_middleware(
         ServerMiddleware, metrics=state.metrics, max_body_bytes=settings.max_body_bytes
@@ -120,6 +136,7 @@ def create_app(
         examples_routes,
     ):
         app.include_router(routes.router)
+    app.include_router(proxy_router)
     return app
 
 
