@@ -12,7 +12,7 @@ from proxy_processes import free_port
 from kshot.server.proxy import insert_examples
 
 QUERY = {"role": "user", "content": "how do I block my card"}
-# A closed port: a request that passes validation fails with 502, one that does not never gets there.
+# A closed port: a request that passes validation fails with 502; a refused one never gets there.
 DEAD = f"http://127.0.0.1:{free_port()}/v1"
 
 
