@@ -127,14 +127,10 @@ def create_app(
     app.add_middleware(
         ServerMiddleware, metrics=state.metrics, max_body_bytes=settings.max_body_bytes
     )
-    for routes in (
-        health_routes,
-        index_routes,
-        selectors_routes,
-        select_routes,
-        prompt_routes,
-        examples_routes,
-    ):
+    index_routers = (index_routes, selectors_routes, select_routes, prompt_routes, examples_routes)
+    # A model-only server (--local-model, no index) has no index routes to answer 503 forever.
+    serves_index = index is not None or settings.index is not None or settings.local_model is None
+    for routes in (health_routes, *(index_routers if serves_index else ())):
         app.include_router(routes.router)
     app.include_router(proxy_router)
     return app

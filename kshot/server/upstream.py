@@ -2,7 +2,7 @@
 
 Both kinds answer ``send(method, path, body)`` with a Starlette response that the proxy returns
 as it is. :class:`HttpUpstream` streams the remote answer through chunk by chunk
-(``aiter_raw``: nothing is buffered), retries connection errors, 429 and 5xx answers before any
+(nothing is buffered), retries connection errors, 429 and 5xx answers before any
 byte of the answer is passed on, and turns failures into OpenAI-style error answers: the
 upstream's own status and error body, 502 when it cannot be reached, 504 when it does not answer
 in time. It sends its own key (``KSHOT_UPSTREAM_API_KEY``) and no header of the client's request.
@@ -163,7 +163,7 @@ class HttpUpstream:
         media_type = response.headers.get("content-type")
         if media_type is not None and media_type.startswith("text/event-stream"):
             return StreamingResponse(
-                response.aiter_raw(),
+                response.aiter_bytes(),  # decoded: the client gets no content-encoding
                 response.status_code,
                 headers=headers,
                 media_type=media_type,

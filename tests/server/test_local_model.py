@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 from proxy_processes import Process, kshot_serve
@@ -114,3 +115,4 @@ def test_completions_stop_max_tokens_and_seeded_sampling(local: Process) -> None
 
     assert sample(7) == sample(7)
     assert [m.id for m in client(local).models.list()] == [greedy.model]
+    assert httpx.get(f"{local.url}/v1/index").status_code == 404  # a model-only server

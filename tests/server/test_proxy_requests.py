@@ -99,3 +99,19 @@ def test_both_upstream_and_local_model_is_refused() -> None:
         ServerSettings(upstream="http://x/v1", local_model="bundled")
     with pytest.raises(ValidationError, match="http"):
         ServerSettings(upstream="localhost:8001")
+
+
+def test_serve_takes_local_model_without_a_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from kshot.cli import main
+
+    argv = ["kshot", "serve", "--local-model", "--upstream", "http://x/v1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not both" in err  # parsed, then refused by settings
