@@ -109,30 +109,31 @@ class HttpUpstream:
         """Close the connection pool."""
         await self._client.aclose()
 
+    def _failure(self, exc: httpx.TransportError, attempts: int) -> ApiError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ApiError(
+                504,
+                "upstream_timeout",
+                f"the upstream {self.base_url} did not answer in time ({attempts} attempt(s)); "
+                "raise KSHOT_UPSTREAM_TIMEOUT or check the upstream",
+            )
+        return ApiError(
+            502,
+            "upstream_unreachable",
+            f"could not reach the upstream {self.base_url} after {attempts} attempt(s): "
+            f"{type(exc).__name__}: {exc or 'connection failed'}; check --upstream "
+            "(KSHOT_UPSTREAM) and that the server is running",
+        )
+
     async def _open(self, method: str, url: str, body: dict[str, Any] | None) -> httpx.Response:
         attempt = 0
         while True:
             request = self._client.build_request(method, url, json=body)
             try:
                 response = await self._client.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                if attempt >= self.retries:
-                    raise ApiError(
-                        504,
-                        "upstream_timeout",
-                        f"the upstream {self.base_url} did not answer in time "
-                        f"({attempt + 1} attempt(s)); raise KSHOT_UPSTREAM_TIMEOUT or check it",
-                    ) from exc
-                retry_after = None
             except httpx.TransportError as exc:
                 if attempt >= self.retries:
-                    raise ApiError(
-                        502,
-                        "upstream_unreachable",
-                        f"could not reach the upstream {self.base_url} after {attempt + 1} "
-                        f"attempt(s): {type(exc).__name__}: {exc or 'connection failed'}; "
-                        "check --upstream (KSHOT_UPSTREAM) and that the server is running",
-                    ) from exc
+                    raise self._failure(exc, attempt + 1) from exc
                 retry_after = None
             else:
                 if response.status_code not in _RETRY_STATUS or attempt >= self.retries:

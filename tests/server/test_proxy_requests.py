@@ -115,3 +115,17 @@ def test_serve_takes_local_model_without_a_name(
     assert done.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not both" in err  # parsed, then refused by settings
+
+
+def test_a_silent_upstream_is_a_504(make_client: Callable[..., TestClient]) -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        proxy = make_client(upstream=url, upstream_retries=0, upstream_timeout=0.5)
+        r = proxy.post("/v1/chat/completions", json={"messages": [QUERY]})
+    assert r.status_code == 504
+    assert r.json()["error"]["type"] == "upstream_timeout"
+    assert "KSHOT_UPSTREAM_TIMEOUT" in r.json()["error"]["message"]
