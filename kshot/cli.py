@@ -553,7 +553,9 @@ def prompt_cmd(
 # -- serve -----------------------------------------------------------------------------------------
 @app.command("serve")
 def serve_cmd(
-    path: IndexDir,
+    path: Annotated[
+        Path | None, typer.Argument(help="Index directory (optional with --local-model).")
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
@@ -566,11 +568,29 @@ def serve_cmd(
     ] = False,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer for token budgets.")] = None,
     device: Annotated[str, typer.Option(help="Encoder device.")] = "",
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible base URL /v1/chat/completions forwards to."),
+    ] = None,
+    local_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Also answer /v1/chat/completions and /v1/completions with a local model "
+            "(default the bundled SmolLM2).",
+            metavar="[NAME]",
+        ),
+    ] = None,
 ) -> None:
     """Serve selections and assembled prompts over HTTP (settings also from KSHOT_* variables)."""
     from kshot.server import ServerSettings, serve
 
-    overrides: dict[str, Any] = {"index": path, "host": host, "port": port, "workers": workers}
+    overrides: dict[str, Any] = {"host": host, "port": port, "workers": workers}
+    if path is not None:
+        overrides["index"] = path
+    if upstream:
+        overrides["upstream"] = upstream
+    if local_model:
+        overrides["local_model"] = local_model
     if auth:
         overrides["auth"] = auth
     if allow_anonymous_writes:
@@ -581,7 +601,15 @@ def serve_cmd(
         overrides["tokenizer"] = tokenizer
     if device:
         overrides["device"] = device
-    serve(ServerSettings(**overrides))
+    from pydantic import ValidationError
+
+    try:
+        settings = ServerSettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"{where}: {str(first['msg']).removeprefix('Value error, ')}") from exc
+    serve(settings)
 
 
 # -- bench -----------------------------------------------------------------------------------------
@@ -620,6 +648,16 @@ def demo_cmd(
     run_demo(questions=questions, k=k, use_model=model, seed=seed)
 
 
+def _optional_value(argv: list[str], option: str, default: str) -> list[str]:
+    """``argv`` with ``default`` after ``option`` where it has no value (typer cannot say so)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == option and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(default)
+    return out
+
+
 def main() -> None:
     """Entry point of the ``kshot`` console script: KshotError becomes one line and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -629,7 +667,7 @@ def main() -> None:
     # transformers draws a bar for every sub-second weight load; kshot draws its own on slow work.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        app()
+        app(args=_optional_value(sys.argv[1:], "--local-model", "bundled"))
     except KshotError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -23,6 +24,8 @@ from kshot.prompt.budget import HFTokenCounter, TokenCounter, WhitespaceCounter,
 from kshot.server.deps import LockedCounter, ServerState
 from kshot.server.errors import install_error_handlers
 from kshot.server.middleware import ServerMiddleware
+from kshot.server.proxy import ProxyState
+from kshot.server.proxy import router as proxy_router
 from kshot.server.routes import docs as docs_routes
 from kshot.server.routes import examples as examples_routes
 from kshot.server.routes import health as health_routes
@@ -31,6 +34,9 @@ from kshot.server.routes import prompt as prompt_routes
 from kshot.server.routes import select as select_routes
 from kshot.server.routes import selectors as selectors_routes
 from kshot.server.settings import WHITESPACE_TOKENIZER, ServerSettings
+
+if TYPE_CHECKING:
+    from kshot.model.transformers_lm import TransformersLM
 
 __all__ = ["app_from_env", "create_app", "load_counter"]
 
@@ -50,6 +56,9 @@ def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter
     settings = state.settings
     started = time.perf_counter()
     if index is None:
+        if settings.index is None and settings.local_model is not None:
+            state.ready = True  # a model server only (see kshot.server.proxy)
+            return
         if settings.index is None:
             raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
         index = ExampleIndex.load(settings.index, device=settings.device)
@@ -83,6 +92,7 @@ def create_app(
     *,
     index: ExampleIndex | None = None,
     counter: TokenCounter | None = None,
+    local_lm: TransformersLM | None = None,
 ) -> FastAPI:
     """Build the HTTP application.
 
@@ -90,15 +100,20 @@ def create_app(
     warms its encoder with one encode, and loads the token counter (unless ``counter`` is given);
     at shutdown it saves the index it loaded (vector file and manifest; the store is already
     durable), unless the server is read-only. An ``index`` passed in is the caller's to save.
+    ``local_lm`` is a loaded model to serve as ``settings.local_model`` would load one (see
+    :mod:`kshot.server.proxy`); the model loads before the index, so readiness covers both.
     """
     state = ServerState(settings)
+    proxy = ProxyState()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(proxy.load, settings, local_lm)
         await anyio.to_thread.run_sync(_start, state, index, counter)
         try:
             yield
         finally:
+            await proxy.aclose()
             await anyio.to_thread.run_sync(_stop, state, index is None)
 
     app = FastAPI(
@@ -112,6 +127,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.kshot = state
+    app.state.proxy = proxy
     install_error_handlers(app)
     app.add_middleware(
         ServerMiddleware,
@@ -119,16 +135,12 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
     )
-    for routes in (
-        docs_routes,
-        health_routes,
-        index_routes,
-        selectors_routes,
-        select_routes,
-        prompt_routes,
-        examples_routes,
-    ):
+    index_routers = (index_routes, selectors_routes, select_routes, prompt_routes, examples_routes)
+    # A model-only server (--local-model, no index) has no index routes to answer 503 forever.
+    serves_index = index is not None or settings.index is not None or settings.local_model is None
+    for routes in (docs_routes, health_routes, *(index_routers if serves_index else ())):
         app.include_router(routes.router)
+    app.include_router(proxy_router)
     return app
 
 
