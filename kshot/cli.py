@@ -178,7 +178,8 @@ def index_info(path: IndexDir, as_json: JsonFlag = False) -> None:
     """Show what an index holds."""
     from kshot.index import ExampleIndex
 
-    info = ExampleIndex.load(path).info()
+    with ExampleIndex.load(path, read_only=True) as index:
+        info = index.info()
     if as_json:
         _echo_json(info)
         return
@@ -207,10 +208,10 @@ def index_add(
     examples = read_examples(
         source, **_field_options(input_field, output_field, label_field, id_field, metadata_fields)
     )
-    index = ExampleIndex.load(path)
-    ids = index.add(examples)
-    index.save()
-    typer.echo(f"added {len(ids)} examples; the index holds {len(index)}")
+    with ExampleIndex.load(path) as index:
+        ids = index.add(examples)
+        index.save()
+        typer.echo(f"added {len(ids)} examples; the index holds {len(index)}")
 
 
 @index_app.command("delete")
@@ -220,10 +221,10 @@ def index_delete(
     """Delete examples by id (no rebuild)."""
     from kshot.index import ExampleIndex
 
-    index = ExampleIndex.load(path)
-    removed = index.delete(ids)
-    index.save()
-    typer.echo(f"deleted {removed} examples; the index holds {len(index)}")
+    with ExampleIndex.load(path) as index:
+        removed = index.delete(ids)
+        index.save()
+        typer.echo(f"deleted {removed} examples; the index holds {len(index)}")
 
 
 # -- select / prompt -------------------------------------------------------------------------------
@@ -251,10 +252,20 @@ def _select(
     from kshot.index import ExampleIndex
     from kshot.selector import build_selector
 
-    index = ExampleIndex.load(path)
-    return build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
-        query, k, filter=_parse_filter(filter or []), exclude=exclude or []
-    )
+    wanted = _parse_filter(filter or [])
+    # Read-only: selecting beside a running writer (a server, an `index add`) is fine.
+    with ExampleIndex.load(path, read_only=True) as index:
+        chosen = build_selector(index, selector, **_parse_pairs(param or [], "--param")).select(
+            query, k, filter=wanted, exclude=exclude or []
+        )
+        if wanted and not chosen:
+            with index.reading():
+                mask = index.resolve(wanted)
+            if mask is not None and not mask.any():
+                # Legitimate, so no error; but an empty answer without a word looks like a bug.
+                shown = " ".join(f"{key}={value!r}" for key, value in wanted.items())
+                typer.echo(f"no example matches {shown}", err=True)
+    return chosen
 
 
 @app.command("select")
@@ -436,6 +447,10 @@ def main() -> None:
     try:
         app()
     except KshotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        # A file the user named cannot be read or written: their condition to fix, not a bug.
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

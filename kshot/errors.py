@@ -17,6 +17,8 @@ how to fix it. The HTTP layer maps each class to exactly one status code.
     ├── NotFoundError (KeyError)          an example id that the index does not hold
     ├── IndexFormatError (ValueError)     a directory that is not a kshot index, or a broken one
     │   └── EncoderMismatchError          an index built with another encoder or dimension
+    ├── IndexLockedError (RuntimeError)   another writer holds the index directory's lock
+    ├── ReadOnlyError (PermissionError)   a write to an index opened read-only
     ├── DatasetError (RuntimeError)       a data set could not be fetched or verified
     ├── ModelError (RuntimeError)         a language model backend failed
     └── MissingDependencyError (ImportError)  an optional extra is not installed
@@ -32,11 +34,13 @@ __all__ = [
     "EncoderMismatchError",
     "FilterError",
     "IndexFormatError",
+    "IndexLockedError",
     "KshotError",
     "MissingDependencyError",
     "ModelError",
     "NotFoundError",
     "QueryError",
+    "ReadOnlyError",
     "TemplateError",
     "UnknownSelectorError",
 ]
@@ -88,6 +92,14 @@ class IndexFormatError(KshotError, ValueError):
 
 class EncoderMismatchError(IndexFormatError):
     """The index was built with another encoder (name or dimension) than the one requested."""
+
+
+class IndexLockedError(KshotError, RuntimeError):
+    """Another writer (process or object) holds the index directory's writer lock."""
+
+
+class ReadOnlyError(KshotError, PermissionError):
+    """A write to an index opened read-only."""
 
 
 class DatasetError(KshotError, RuntimeError):

@@ -24,7 +24,7 @@ from typing import Any
 from kshot.errors import missing_extra
 
 try:
-    from kshot.server.app import create_app
+    from kshot.server.app import close_index, create_app, open_index
     from kshot.server.settings import ServerSettings
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     if exc.name in {"fastapi", "starlette", "pydantic", "pydantic_settings", "anyio"}:
@@ -67,4 +67,10 @@ def serve(settings: ServerSettings) -> None:
             "kshot.server.app:app_from_env", factory=True, workers=settings.workers, **common
         )
     else:
-        uvicorn.run(create_app(settings), **common)
+        # Opened before uvicorn starts, so that a held writer lock or a broken index ends the
+        # command at once with one line (the CLI's error), not a lifespan traceback.
+        index = open_index(settings)
+        try:
+            uvicorn.run(create_app(settings, index=index), **common)
+        finally:
+            close_index(index)

@@ -31,7 +31,7 @@ from kshot.server.routes import select as select_routes
 from kshot.server.routes import selectors as selectors_routes
 from kshot.server.settings import WHITESPACE_TOKENIZER, ServerSettings
 
-__all__ = ["app_from_env", "create_app", "load_counter"]
+__all__ = ["app_from_env", "close_index", "create_app", "load_counter", "open_index"]
 
 logger = logging.getLogger("kshot.server")
 
@@ -49,9 +49,7 @@ def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter
     settings = state.settings
     started = time.perf_counter()
     if index is None:
-        if settings.index is None:
-            raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
-        index = ExampleIndex.load(settings.index, device=settings.device)
+        index = open_index(settings)
     index.encoder.encode(["warm-up query"])  # load the model and its kernels before traffic
     state.counter = LockedCounter(counter if counter is not None else load_counter(settings))
     state.index = index
@@ -66,15 +64,34 @@ def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter
     )
 
 
+def open_index(settings: ServerSettings) -> ExampleIndex:
+    """Open ``settings.index``: for writing (holding its writer lock) unless read-only.
+
+    Several workers are several processes, and only one may hold the lock; the settings allow
+    several only where no write is accepted, so each of them opens the index read-only.
+    """
+    if settings.index is None:
+        raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
+    read_only = settings.read_only or settings.workers > 1
+    return ExampleIndex.load(settings.index, device=settings.device, read_only=read_only)
+
+
+def close_index(index: ExampleIndex) -> None:
+    """Save a writable index (vector file and manifest), then close it and release its lock."""
+    try:
+        if not index.read_only and index.path is not None:
+            started = time.perf_counter()
+            index.save()
+            logger.info("saved %d examples to %s in %.2f s", len(index), index.path,
+                        time.perf_counter() - started)  # fmt: skip
+    finally:
+        index.close()
+
+
 def _stop(state: ServerState, owned: bool) -> None:
     state.ready = False
-    index = state.index
-    if index is None or not owned or state.settings.read_only or index.path is None:
-        return
-    started = time.perf_counter()
-    index.save()
-    logger.info("saved %d examples to %s in %.2f s", len(index), index.path,
-                time.perf_counter() - started)  # fmt: skip
+    if state.index is not None and owned:
+        close_index(state.index)
 
 
 def create_app(
