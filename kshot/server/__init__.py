@@ -24,7 +24,7 @@ from typing import Any
 from kshot.errors import missing_extra
 
 try:
-    from kshot.server.app import close_index, create_app, open_index
+    from kshot.server.app import create_app, open_index
     from kshot.server.settings import ServerSettings
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     if exc.name in {"fastapi", "starlette", "pydantic", "pydantic_settings", "anyio"}:
@@ -69,8 +69,4 @@ def serve(settings: ServerSettings) -> None:
     else:
         # Opened before uvicorn starts, so that a held writer lock or a broken index ends the
         # command at once with one line (the CLI's error), not a lifespan traceback.
-        index = open_index(settings)
-        try:
-            uvicorn.run(create_app(settings, index=index), **common)
-        finally:
-            close_index(index)
+        uvicorn.run(create_app(settings, index=open_index(settings), own_index=True), **common)

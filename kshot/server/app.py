@@ -99,13 +99,15 @@ def create_app(
     *,
     index: ExampleIndex | None = None,
     counter: TokenCounter | None = None,
+    own_index: bool = False,
 ) -> FastAPI:
     """Build the HTTP application.
 
     At start-up the lifespan loads the index from ``settings.index`` (unless ``index`` is given),
     warms its encoder with one encode, and loads the token counter (unless ``counter`` is given);
     at shutdown it saves the index it loaded (vector file and manifest; the store is already
-    durable), unless the server is read-only. An ``index`` passed in is the caller's to save.
+    durable), unless the server is read-only, and closes it (releasing its writer lock). An
+    ``index`` passed in is the caller's to save and close, unless ``own_index`` hands it over.
     """
     state = ServerState(settings)
 
@@ -115,7 +117,7 @@ def create_app(
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(_stop, state, index is None)
+            await anyio.to_thread.run_sync(_stop, state, index is None or own_index)
 
     app = FastAPI(
         title="kshot",

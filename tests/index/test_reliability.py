@@ -137,9 +137,8 @@ def test_a_killed_writer_leaves_no_lock(saved: Path) -> None:
 
 
 def test_a_second_writer_in_the_same_process_is_refused(saved: Path) -> None:
-    with ExampleIndex.load(saved):
-        with pytest.raises(IndexLockedError, match="this process"):
-            ExampleIndex.load(saved)
+    with ExampleIndex.load(saved), pytest.raises(IndexLockedError, match="this process"):
+        ExampleIndex.load(saved)
     ExampleIndex.load(saved).close()  # the with block released it
 
 
