@@ -241,7 +241,7 @@ def test_a_vector_file_covering_other_rows_is_never_trusted(
     assert logged.messages == []
 
 
-# -- item: writes leave a loadable, current directory ----------------------------------------------
+# -- writes leave a loadable, current directory ---------------------------------------------------
 
 
 def test_loads_after_python_writes_do_not_warn(saved: Path, logged: Collect) -> None:
@@ -303,7 +303,7 @@ def test_update_encodes_outside_the_write_lock(saved: Path) -> None:
         assert index.get(["t05"])[0].input == "the slow new text"
 
 
-# -- small IVF indexes whose vectors must be rebuilt ------------------------------------------------
+# -- small IVF indexes whose vectors must be rebuilt ----------------------------------------------
 
 
 def test_fit_factory() -> None:
