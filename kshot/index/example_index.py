@@ -287,7 +287,8 @@ class ExampleIndex:
         self._writer = writer
         self._drift = drift
         self._closed = False
-        self._snapshot = store.pin_snapshot() if store.read_only else 0
+        # The generation of a read-only store's pinned snapshot (the one its columns were read in).
+        self._snapshot = store.generation if store.read_only else 0
         self.path = path
         self.recall_at_10 = recall_at_10
 

@@ -73,13 +73,14 @@ class WriterLock:
 
 def _held_message(directory: Path) -> str:
     pid = lock_holder(directory)
+    read_only = "open this index read-only (--read-only, ExampleIndex.load(path, read_only=True))"
     if pid == os.getpid():
-        who = f"this process (pid {pid}): another ExampleIndex holds it; close() that one first"
-    elif pid is not None:
-        who = f"process {pid}"
-    else:
-        who = "another process"
+        return (
+            f"{directory} is open for writing by this process (pid {pid}), in another "
+            f"ExampleIndex: close() that one first, or {read_only}"
+        )
+    who = f"process {pid}" if pid is not None else "another process"
     return (
-        f"{directory} is open for writing by {who}; only one writer at a time. Stop it, or open "
-        "this index read-only (--read-only, ExampleIndex.load(path, read_only=True))"
+        f"{directory} is open for writing by {who}; an index has one writer at a time: stop "
+        f"that one, or {read_only}"
     )

@@ -69,7 +69,8 @@ class ExampleStore:
     ``mode`` says what ``path`` is: ``"create"`` a new store (the schema is made), ``"write"`` or
     ``"read"`` an existing kshot store, checked before anything is written to it, so that a
     foreign or empty SQLite file is refused untouched. A ``"read"`` store never writes
-    (``PRAGMA query_only``) and can pin a snapshot (:meth:`pin_snapshot`).
+    (``PRAGMA query_only``) and reads one pinned snapshot from the moment it opens, until
+    :meth:`pin_snapshot` moves it to the latest commit.
     """
 
     def __init__(self, path: Path | None, *, dim: int, mode: StoreMode = "create") -> None:
@@ -96,6 +97,8 @@ class ExampleStore:
                 self._check_schema(target)
                 if self.read_only:
                     self._conn.execute("PRAGMA query_only=ON")
+                    # Pinned before the caller reads anything, so all its reads agree.
+                    self.pin_snapshot()
                 else:
                     self._conn.execute("PRAGMA journal_mode=WAL")
                     self._conn.execute("PRAGMA synchronous=FULL")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import random
 import shutil
@@ -44,20 +45,10 @@ class ExplodingEncoder:
         raise AssertionError(f"re-embedding was not expected ({len(texts)} texts)")
 
 
-class Collect(logging.Handler):
-    """Collects the warnings kshot logs."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def load_quietly(path: Path, **kwargs: object) -> tuple[ExampleIndex, list[str]]:
     """Load and return the warnings logged while loading (a Python warning fails the test)."""
-    handler = Collect()
+    handler = logging.handlers.BufferingHandler(capacity=1000)
+    handler.setLevel(logging.WARNING)
     logging.getLogger("kshot").addHandler(handler)
     try:
         with warnings.catch_warnings():
@@ -65,7 +56,7 @@ def load_quietly(path: Path, **kwargs: object) -> tuple[ExampleIndex, list[str]]
             index = ExampleIndex.load(path, **kwargs)  # type: ignore[arg-type]
     finally:
         logging.getLogger("kshot").removeHandler(handler)
-    return index, handler.messages
+    return index, [record.getMessage() for record in handler.buffer]
 
 
 def load_strictly(path: Path, **kwargs: object) -> ExampleIndex:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import logging.handlers
 import os
 import shutil
 import signal
@@ -29,25 +30,6 @@ from kshot.index.vectors import fit_factory
 from kshot.types import Example
 
 DIM = 64
-
-
-class Collect(logging.Handler):
-    """Collects the warnings kshot logs."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def logged() -> Collect:
-    handler = Collect()
-    logging.getLogger("kshot").addHandler(handler)
-    yield handler
-    logging.getLogger("kshot").removeHandler(handler)
 
 
 @pytest.fixture
@@ -218,7 +200,7 @@ def test_a_reader_beside_a_writer_keeps_a_consistent_snapshot_and_follows_it(
 
 
 def test_a_vector_file_covering_other_rows_is_never_trusted(
-    saved: Path, tmp_path: Path, logged: Collect
+    saved: Path, tmp_path: Path, logged: logging.handlers.BufferingHandler
 ) -> None:
     """The issue's two-writer outcome: the file holds a stale row and lacks a new one, while its
     generation, count and checksum all match."""
@@ -238,13 +220,15 @@ def test_a_vector_file_covering_other_rows_is_never_trusted(
         assert held is not None and set(held.tolist()) == live
         found, score = nearest(index, "an entirely patched text")
         assert found == "t04" and score == pytest.approx(1.0, abs=1e-5)
-    assert logged.messages == []
+    assert not logged.buffer
 
 
 # -- writes leave a loadable, current directory ---------------------------------------------------
 
 
-def test_loads_after_python_writes_do_not_warn(saved: Path, logged: Collect) -> None:
+def test_loads_after_python_writes_do_not_warn(
+    saved: Path, logged: logging.handlers.BufferingHandler
+) -> None:
     with ExampleIndex.load(saved) as index:
         index.add([{"input": "one more", "id": "n1"}])
         index.update("t02", input="changed text")
@@ -258,7 +242,7 @@ def test_loads_after_python_writes_do_not_warn(saved: Path, logged: Collect) -> 
         with ExampleIndex.load(saved, read_only=True) as index:
             assert "n2" in {ex.id for ex in index}
             assert nearest(index, "after a crash")[0] == "n2"
-    assert logged.messages == []
+    assert not logged.buffer
 
 
 def test_drift_past_the_limit_rewrites_the_vector_file(
@@ -314,7 +298,7 @@ def test_fit_factory() -> None:
 
 
 def test_an_ivf_rebuild_with_fewer_rows_than_lists_falls_back_with_one_warning(
-    tmp_path: Path, logged: Collect
+    tmp_path: Path, logged: logging.handlers.BufferingHandler
 ) -> None:
     rows = [{"input": f"row {i} word{i % 7} thing{i % 11}", "id": f"r{i}"} for i in range(200)]
     path = tmp_path / "ivf"
@@ -325,13 +309,14 @@ def test_an_ivf_rebuild_with_fewer_rows_than_lists_falls_back_with_one_warning(
     manifest = Manifest.read(path / "manifest.json")
     assert (manifest.build_factory, manifest.recall_target, manifest.seed) == ("IVF16,Flat", 0.9, 7)
     (path / "vectors.faiss").unlink()
-    logged.messages.clear()
+    logged.flush()
     with ExampleIndex.load(path, read_only=True) as index:
         assert len(index) == 10
         assert index.factory == "Flat"
         assert nearest(index, "row 195 word6 thing8") == ("r195", pytest.approx(1.0, abs=1e-5))
-    assert len(logged.messages) == 1, logged.messages
-    assert "is missing" in logged.messages[0] and "using Flat" in logged.messages[0]
+    warned = [record.getMessage() for record in logged.buffer]
+    assert len(warned) == 1, warned
+    assert "is missing" in warned[0] and "using Flat" in warned[0]
 
 
 def test_rebuilds_use_the_builds_recall_target_and_seed(
