@@ -190,3 +190,33 @@ def test_serve_twice_the_second_exits_and_read_only_beside_works(index: Path) ->
     assert first.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM once shut down
     with_lock = cli("index", "delete", str(index), "r1")  # the writer released its lock
     assert with_lock.returncode == 0, with_lock.stderr
+
+
+def test_a_bad_factory_is_one_line(tmp_path: Path) -> None:
+    corpus = tmp_path / "one.jsonl"
+    corpus.write_text(json.dumps({"input": "a row"}) + "\n", encoding="utf-8")
+    line = one_error_line(
+        cli("index", "build", str(corpus), "--out", str(tmp_path / "bad"), "--model", "hashing:64",
+            "--factory", "NoSuchIndex")
+    )  # fmt: skip
+    assert "FAISS cannot build factory string 'NoSuchIndex'" in line
+
+
+def test_python_m_kshot_server_beside_a_writer_is_one_line(
+    index: Path, held: subprocess.Popen[str]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kshot.server", str(index), "--tokenizer", "whitespace",
+         "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ENV,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        line for line in done.stderr.strip().splitlines() if line.startswith("kshot server:")
+    ]
+    assert f"by process {held.pid}" in done.stderr
