@@ -53,10 +53,14 @@ def build_index(
 
 
 def load_index(
-    path: str | os.PathLike[str], *, model: str | None = None, device: str = "auto"
+    path: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    read_only: bool = False,
 ) -> ExampleIndex:
-    """Open an index directory (see :meth:`ExampleIndex.load`)."""
-    return ExampleIndex.load(path, model=model, device=device)
+    """Open an index directory as its writer, or ``read_only`` (see :meth:`ExampleIndex.load`)."""
+    return ExampleIndex.load(path, model=model, device=device, read_only=read_only)
 
 
 def select(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kshot.errors import ConfigError, KshotError
+from kshot.index.filters import LABEL_FIELD
 
 if TYPE_CHECKING:
     from kshot.client import KshotClient
@@ -88,7 +89,8 @@ def _parse_filter(pairs: list[str]) -> dict[str, Any] | None:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--filter {pair!r} must look like field=value")
-        merged.setdefault(key, []).append(_parse_value(value))
+        # Labels are always text: `label=5` means the label "5", not the number.
+        merged.setdefault(key, []).append(value if key == LABEL_FIELD else _parse_value(value))
     return {k: v[0] if len(v) == 1 else v for k, v in merged.items()} or None
 
 
@@ -255,7 +257,8 @@ def index_info(path: IndexDir, as_json: JsonFlag = False) -> None:
     """Show what an index holds."""
     from kshot.index import ExampleIndex
 
-    info = ExampleIndex.load(path).info()
+    with ExampleIndex.load(path, read_only=True) as index:
+        info = index.info()
     if as_json:
         _echo_json(info)
         return
@@ -288,11 +291,11 @@ def index_add(
     from kshot.index import ExampleIndex
 
     corpus = _read_corpus(source, input_field, output_field, label_field, id_field, metadata_fields)
-    index = ExampleIndex.load(path)
-    ids = index.add(corpus.examples, show_progress=_progress(progress, len(corpus.examples)))
-    _note_outputs(index, corpus, label_field)
-    index.save()
-    typer.echo(f"added {len(ids)} examples; the index holds {len(index)}")
+    with ExampleIndex.load(path) as index:
+        ids = index.add(corpus.examples, show_progress=_progress(progress, len(corpus.examples)))
+        _note_outputs(index, corpus, label_field)
+        index.save()
+        typer.echo(f"added {len(ids)} examples; the index holds {len(index)}")
 
 
 @index_app.command("delete")
@@ -302,10 +305,10 @@ def index_delete(
     """Delete examples by id (no rebuild)."""
     from kshot.index import ExampleIndex
 
-    index = ExampleIndex.load(path)
-    removed = index.delete(ids)
-    index.save()
-    typer.echo(f"deleted {removed} examples; the index holds {len(index)}")
+    with ExampleIndex.load(path) as index:
+        removed = index.delete(ids)
+        index.save()
+        typer.echo(f"deleted {removed} examples; the index holds {len(index)}")
 
 
 # -- select / prompt -------------------------------------------------------------------------------
@@ -380,10 +383,20 @@ def _select(path: Path, query: str, k: int, choice: dict[str, Any]) -> list[Scor
     from kshot.index import ExampleIndex
     from kshot.selector import build_selector
 
-    index = ExampleIndex.load(path)
-    return build_selector(index, choice["selector"], choice["params"]).select(
-        query, k, filter=choice["filter"], exclude=choice["exclude"]
-    )
+    wanted = choice["filter"]
+    # Read-only: selecting beside a running writer (a server, an `index add`) is fine.
+    with ExampleIndex.load(path, read_only=True) as index:
+        chosen = build_selector(index, choice["selector"], choice["params"]).select(
+            query, k, filter=wanted, exclude=choice["exclude"]
+        )
+        if wanted and not chosen:
+            with index.reading():
+                mask = index.resolve(wanted)
+            if mask is not None and not mask.any():
+                # Legitimate, so no error; but an empty answer without a word looks like a bug.
+                shown = " ".join(f"{key}={value!r}" for key, value in wanted.items())
+                typer.echo(f"no example matches {shown}", err=True)
+    return chosen
 
 
 @app.command("select")
@@ -669,6 +682,10 @@ def main() -> None:
     try:
         app(args=_optional_value(sys.argv[1:], "--local-model", "bundled"))
     except KshotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        # A file the user named cannot be read or written: their condition to fix, not a bug.
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

@@ -38,7 +38,7 @@ from kshot.server.settings import WHITESPACE_TOKENIZER, ServerSettings
 if TYPE_CHECKING:
     from kshot.model.transformers_lm import TransformersLM
 
-__all__ = ["app_from_env", "create_app", "load_counter"]
+__all__ = ["app_from_env", "close_index", "create_app", "load_counter", "open_index"]
 
 logger = logging.getLogger("kshot.server")
 
@@ -59,9 +59,7 @@ def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter
         if settings.index is None and settings.local_model is not None:
             state.ready = True  # a model server only (see kshot.server.proxy)
             return
-        if settings.index is None:
-            raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
-        index = ExampleIndex.load(settings.index, device=settings.device)
+        index = open_index(settings)
     index.encoder.encode(["warm-up query"])  # load the model and its kernels before traffic
     state.counter = LockedCounter(counter if counter is not None else load_counter(settings))
     state.index = index
@@ -76,15 +74,34 @@ def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter
     )
 
 
+def open_index(settings: ServerSettings) -> ExampleIndex:
+    """Open ``settings.index``: for writing (holding its writer lock) unless read-only.
+
+    Several workers are several processes, and only one may hold the lock; the settings allow
+    several only where no write is accepted, so each of them opens the index read-only.
+    """
+    if settings.index is None:
+        raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
+    read_only = settings.read_only or settings.workers > 1
+    return ExampleIndex.load(settings.index, device=settings.device, read_only=read_only)
+
+
+def close_index(index: ExampleIndex) -> None:
+    """Save a writable index (vector file and manifest), then close it and release its lock."""
+    try:
+        if not index.read_only and index.path is not None:
+            started = time.perf_counter()
+            index.save()
+            logger.info("saved %d examples to %s in %.2f s", len(index), index.path,
+                        time.perf_counter() - started)  # fmt: skip
+    finally:
+        index.close()
+
+
 def _stop(state: ServerState, owned: bool) -> None:
     state.ready = False
-    index = state.index
-    if index is None or not owned or state.settings.read_only or index.path is None:
-        return
-    started = time.perf_counter()
-    index.save()
-    logger.info("saved %d examples to %s in %.2f s", len(index), index.path,
-                time.perf_counter() - started)  # fmt: skip
+    if state.index is not None and owned:
+        close_index(state.index)
 
 
 def create_app(
@@ -93,13 +110,15 @@ def create_app(
     index: ExampleIndex | None = None,
     counter: TokenCounter | None = None,
     local_lm: TransformersLM | None = None,
+    own_index: bool = False,
 ) -> FastAPI:
     """Build the HTTP application.
 
     At start-up the lifespan loads the index from ``settings.index`` (unless ``index`` is given),
     warms its encoder with one encode, and loads the token counter (unless ``counter`` is given);
     at shutdown it saves the index it loaded (vector file and manifest; the store is already
-    durable), unless the server is read-only. An ``index`` passed in is the caller's to save.
+    durable), unless the server is read-only, and closes it (releasing its writer lock). An
+    ``index`` passed in is the caller's to save and close, unless ``own_index`` hands it over.
     ``local_lm`` is a loaded model to serve as ``settings.local_model`` would load one (see
     :mod:`kshot.server.proxy`); the model loads before the index, so readiness covers both.
     """
@@ -114,7 +133,7 @@ def create_app(
             yield
         finally:
             await proxy.aclose()
-            await anyio.to_thread.run_sync(_stop, state, index is None)
+            await anyio.to_thread.run_sync(_stop, state, index is None or own_index)
 
     app = FastAPI(
         title="kshot",

@@ -409,9 +409,10 @@ def test_approximate_factories(
     assert {"i0", "i1"}.isdisjoint({s.example.id for s in found})
     assert len(found) == 20
     index.save(tmp_path / "idx")
-    loaded = ExampleIndex.load(tmp_path / "idx")
-    assert len(loaded) == 298
-    assert loaded.factory == factory
+    index.close()  # saving attached it to the directory, as its one writer
+    with ExampleIndex.load(tmp_path / "idx") as loaded:
+        assert len(loaded) == 298
+        assert loaded.factory == factory
 
 
 # -- concurrency ----------------------------------------------------------------------------------
