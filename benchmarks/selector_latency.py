@@ -34,40 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from kshot.bench.lookup import LookupEncoder
 from kshot.index.encoder import Encoder, HashingEncoder, SentenceTransformerEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.selector import available_selectors, build_selector
 from kshot.types import Example
 
 log = logging.getLogger("selector_latency")
-
-
-class TimedEncoder:
-    """Wraps the real encoder; in ``lookup`` mode answers from a table of pre-encoded texts."""
-
-    def __init__(self, inner: Encoder) -> None:
-        self.inner = inner
-        self.table: dict[str, np.ndarray] = {}
-        self.lookup = False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
-    ) -> np.ndarray:
-        if self.lookup:
-            return np.stack([self.table[t] for t in texts])
-        return self.inner.encode(texts, batch_size=batch_size, show_progress=show_progress)
-
-    def remember(self, texts: Sequence[str]) -> None:
-        vectors = self.inner.encode(list(texts), batch_size=256)
-        self.table.update(zip(texts, vectors, strict=True))
 
 
 # -- corpora --------------------------------------------------------------------------------
@@ -158,7 +131,7 @@ def run_corpus(
     name: str,
     corpus: list[Example],
     queries: list[str],
-    encoder: TimedEncoder,
+    encoder: LookupEncoder,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     start = time.perf_counter()
@@ -313,7 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             corpus, queries = synthetic(args.size or 100_000, n_queries, args.seed)
             inner = HashingEncoder(384)
-        blocks.append(run_corpus(name, corpus, queries, TimedEncoder(inner), args))
+        encoder = LookupEncoder(inner)
+        encoder.lookup = False  # timed calls run the model; run_corpus switches to the table
+        blocks.append(run_corpus(name, corpus, queries, encoder, args))
     report = {
         "config": {
             "k": args.k,
@@ -330,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "corpora": blocks,
     }
     table = markdown(report)
-    print(table)
+    log.info("results\n%s", table)
     if args.out is not None:
         args.out.write_text(json.dumps({**report, "markdown": table}, indent=2) + "\n")
     return 0

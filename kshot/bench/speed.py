@@ -42,9 +42,7 @@ import json
 import logging
 import math
 import os
-import platform
 import resource
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -56,14 +54,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kshot.bench._imports import import_from
 from kshot.bench._speed_corpus import (
     bench_cache,
     cached_embeddings,
     corpus_texts,
     extend_vectors,
 )
+from kshot.bench.environment import capture_environment
+from kshot.bench.lookup import LookupEncoder
 
-__all__ = ["SpeedConfig", "main", "run_speed"]
+__all__ = ["SpeedConfig", "main", "run_from_argv", "run_speed"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +104,9 @@ class SpeedConfig:
     """Measure encoder throughput (torch, and ONNX when installed)."""
     encoder_sentences: int = 1_000
     onnx_path: str | None = None
-    """Extra ``sys.path`` entry holding ``onnxruntime`` and ``onnx`` (appended, optional)."""
+    """A folder holding ``onnxruntime`` and ``onnx`` (imported from it; ``sys.path`` unchanged)."""
     nltk_path: str | None = None
-    """Extra ``sys.path`` entry holding ``nltk`` for LangChain's NGramOverlap selector."""
+    """A folder holding ``nltk`` for LangChain's NGramOverlap selector (imported from it)."""
     compare: bool = True
     """Run the LangChain comparison at ``sizes``; off for a scale-only run."""
     threads: int = 1
@@ -176,38 +177,6 @@ def _ratio(slow: float, fast: float) -> float:
 
 
 # --- encoders -------------------------------------------------------------------------------
-
-
-class LookupEncoder:
-    """A kshot encoder over a table of precomputed vectors, or the real model when switched.
-
-    ``mode = "vector"`` answers from the table (a text outside it is an error); ``"model"`` runs
-    the MiniLM encoder. The name is the real model's, so the index records the real encoder.
-    """
-
-    def __init__(self, table: Mapping[str, Floats]) -> None:
-        self.table = dict(table)
-        self.mode = "vector"
-        self.model: Any = None
-
-    @property
-    def name(self) -> str:
-        """The real model's name."""
-        return MODEL_NAME
-
-    @property
-    def dim(self) -> int:
-        """384."""
-        return DIM
-
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
-    ) -> Floats:
-        """Look the texts up, or encode them with the model."""
-        if self.mode == "model":
-            out: Floats = self.model.encode(list(texts), batch_size=batch_size)
-            return out
-        return np.stack([self.table[t] for t in texts]).astype(np.float32, copy=False)
 
 
 def _langchain_embeddings(encoder: LookupEncoder) -> Any:
@@ -333,8 +302,7 @@ def compare_at(n: int, config: SpeedConfig, real_encoder: Any | None) -> dict[st
 
     data = load_data(n, config, None if real_encoder is None else real_encoder.encode)
     table = dict(zip(data.queries, data.query_vectors, strict=True))
-    encoder = LookupEncoder(table)
-    encoder.model = real_encoder
+    encoder = LookupEncoder(real_encoder, table=table, name=MODEL_NAME, dim=DIM)
     index, build = _build_kshot(data, encoder)
     lc_store, lc_build_s = _build_langchain(data, encoder)
     out: dict[str, Any] = {
@@ -458,7 +426,7 @@ def _measure_e2e(
 ) -> dict[str, Any]:
     """The same, with both sides running MiniLM on the query text."""
     k = config.k
-    encoder.mode = "model"
+    encoder.lookup = False
     try:
         eq = data.queries[: config.n_e2e_queries]
         ks.select(eq[0], k)
@@ -476,7 +444,7 @@ def _measure_e2e(
             for q in eq:
                 lc.select_examples({"input": q})
     finally:
-        encoder.mode = "vector"
+        encoder.lookup = True
     return {
         "kshot": ek.summary(),
         "langchain": el.summary(),
@@ -551,7 +519,7 @@ def lexical_vs_ngram(config: SpeedConfig) -> dict[str, Any]:
     from kshot.selector.base import build_selector
 
     if config.nltk_path:
-        sys.path.append(config.nltk_path)
+        import_from(config.nltk_path, "nltk")
     texts, queries = corpus_texts(config.ngram_size, HELD_OUT_QUERIES, config.seed)
     queries = queries[: config.n_queries]
     index = ExampleIndex.build(_examples(texts), HashingEncoder(16), show_progress=False)
@@ -604,7 +572,7 @@ def at_scale(n: int, config: SpeedConfig) -> dict[str, Any]:
 
     data = load_data(n, config, None)
     table = dict(zip(data.queries, data.query_vectors, strict=True))
-    encoder = LookupEncoder(table)
+    encoder = LookupEncoder(table=table, name=MODEL_NAME, dim=DIM)
     index, build = _build_kshot(data, encoder, factory=config.scale_factory)
     out: dict[str, Any] = {"n": n, "real_embedded_rows": data.real_rows, "build": build}
     queries = data.queries[: config.n_queries]
@@ -731,9 +699,9 @@ def encoder_speed(config: SpeedConfig) -> dict[str, Any]:
         "sentences_per_cpu_s": len(sample) / t.cpu[0],
         "torch_threads": _torch_threads(),
     }
-    if config.onnx_path:
-        sys.path.append(config.onnx_path)
     try:
+        if config.onnx_path:
+            import_from(config.onnx_path, "onnxruntime", "onnx")
         encoders = onnx_encoders(bench_cache() / "onnx")
     except ImportError as exc:
         out["onnx"] = {"skipped": f"{exc}"}
@@ -777,46 +745,6 @@ def _torch_threads() -> int:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str] = {"python": platform.python_version()}
-    for pkg in (
-        "kshot",
-        "numpy",
-        "faiss-cpu",
-        "bm25s",
-        "torch",
-        "sentence-transformers",
-        "langchain-core",
-        "langchain-community",
-        "onnxruntime",
-        "onnx",
-        "nltk",
-    ):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def _machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": os.getloadavg(),
-    }
-    try:
-        import faiss
-
-        info["faiss_threads"] = faiss.omp_get_max_threads()
-    except ImportError:  # pragma: no cover
-        pass
-    return info
-
-
 def _set_threads(n: int) -> None:
     import faiss
     import torch
@@ -839,10 +767,8 @@ def run_speed(config: SpeedConfig) -> Path:
     results: dict[str, Any] = dict(previous)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     run_info = {
-        "config": dataclasses.asdict(config),
+        **capture_environment(dataclasses.asdict(config), "cpu"),
         "started": started,
-        "versions": _versions(),
-        "machine": _machine(),
     }
     _set_threads(config.threads)
     real_encoder = None
@@ -915,11 +841,17 @@ def _parse(argv: Sequence[str] | None) -> SpeedConfig:
     )
 
 
+def run_from_argv(argv: Sequence[str] | None = None) -> Path:
+    """Parse the options, log at INFO to stderr, run the benchmark; return the results folder."""
+    config = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return run_speed(config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: ``python -m kshot.bench.speed --help``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    out = run_speed(_parse(argv))
-    print(out / "results.md")
+    out = run_from_argv(argv)
+    logger.info("results in %s", out / "results.md")
     return 0
 
 
