@@ -23,17 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kshot.bench.environment import capture_environment
 from kshot.bench.lookup import LookupEncoder
 from kshot.index.encoder import Encoder, HashingEncoder, SentenceTransformerEncoder
 from kshot.index.example_index import ExampleIndex
@@ -196,33 +194,6 @@ def run_corpus(
     }
 
 
-def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for package in ("kshot", "numpy", "faiss-cpu", "bm25s", "torch", "sentence-transformers"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_average"] = os.getloadavg()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    return info
-
-
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"k = {report['config']['k']}, {report['config']['repeat']} single queries, batch of "
@@ -289,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoder = LookupEncoder(inner)
         encoder.lookup = False  # timed calls run the model; run_corpus switches to the table
         blocks.append(run_corpus(name, corpus, queries, encoder, args))
+    environment = capture_environment({}, args.device)
     report = {
         "config": {
             "k": args.k,
@@ -299,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "faiss_threads": faiss.omp_get_max_threads(),
             "torch_threads": args.torch_threads or "default",
             "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-            "machine": machine(),
-            "versions": versions(),
+            "machine": environment["machine"],
+            "versions": environment["versions"],
         },
         "corpora": blocks,
     }

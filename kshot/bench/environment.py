@@ -16,6 +16,7 @@ import os
 import platform
 from collections.abc import Iterable, Mapping
 from importlib import metadata
+from pathlib import Path
 
 __all__ = ["PACKAGES", "capture_environment"]
 
@@ -71,6 +72,11 @@ def _machine(device: str) -> dict[str, object]:
         pass
     with contextlib.suppress(OSError):
         machine["load_average_at_start"] = list(os.getloadavg())
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                machine["cpu_model"] = line.split(":", 1)[1].strip()
+                break
     with contextlib.suppress(ImportError):
         import torch
 
