@@ -52,3 +52,24 @@ def test_speed_help(command: tuple[str, ...]) -> None:
     assert "Speed benchmark: kshot against LangChain's example selectors" in text
     for option in SPEED_OPTIONS:
         assert option in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("-m", "kshot.cli", "bench", "quality"), ("-m", "benchmarks.quality.run")],
+    ids=["kshot-bench-quality", "benchmarks-quality-run"],
+)
+def test_quality_bad_setting_is_one_line_and_exit_2(command: tuple[str, ...]) -> None:
+    done = subprocess.run(
+        [sys.executable, *command, "--dataset", "banking77", "--ks", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: every k must be at least 1 (k = 0 is the zero-shot arm): (0,)"
+    ]

@@ -297,6 +297,10 @@ def test_config_validation(tmp_path: Path) -> None:
     config = QualityConfig.from_json(path, limit_test=50, epochs=None)
     assert config.ks == (1, 4) and config.limit_test == 50 and config.dataset == "movie-sentiment"
     assert config.train_steps("lora", 1000) == config.lora_steps
+    with pytest.raises(ConfigError, match="not a fine-tuned LM baseline"):
+        config.train_steps("logreg", 1000)
+    with pytest.raises(ConfigError, match="not a fine-tuned LM baseline"):
+        config.learning_rate("knn")
     assert QualityConfig(epochs=2, train_batch_size=10).train_steps("full", 95) == 19
     assert QualityConfig(epochs=2, max_steps=3).train_steps("prompt-tuning", 95) == 3
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from kshot.bench.quality.config import BASELINES, QualityConfig
 from kshot.bench.quality.runner import run_quality
+from kshot.errors import KshotError
 from kshot.model.labels import PREDICT_MODES
 
 __all__ = ["build_parser", "config_from_argv", "main", "run_from_argv"]
@@ -70,7 +72,14 @@ def run_from_argv(argv: Sequence[str] | None = None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark from the command line; return the exit status."""
-    out = run_from_argv(argv)
+    """Run the benchmark from the command line; return the exit status.
+
+    A kshot error (a bad setting, unreadable data) is one line on stderr and exit status 2.
+    """
+    try:
+        out = run_from_argv(argv)
+    except KshotError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     logger.info("results in %s", out)
     return 0

@@ -223,6 +223,7 @@ class QualityConfig:
 
     def train_steps(self, baseline: str, n_train: int) -> int:
         """The number of optimiser steps of an LM baseline."""
+        _check_lm_baseline(baseline)
         if self.max_steps is not None:
             return self.max_steps
         if self.epochs is not None:
@@ -231,4 +232,12 @@ class QualityConfig:
 
     def learning_rate(self, baseline: str) -> float:
         """The learning rate of an LM baseline."""
+        _check_lm_baseline(baseline)
         return float(getattr(self, f"{baseline.replace('-', '_')}_lr"))
+
+
+def _check_lm_baseline(baseline: str) -> None:
+    if baseline not in LM_BASELINES:
+        raise ConfigError(
+            f"{baseline!r} is not a fine-tuned LM baseline; choose from: {', '.join(LM_BASELINES)}"
+        )
