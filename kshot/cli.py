@@ -632,17 +632,17 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help
 @bench_app.command("quality", context_settings=_PASS_THROUGH)
 def bench_quality(ctx: typer.Context) -> None:
     """In-context arms vs fine-tuned baselines (options: kshot bench quality --help)."""
-    from kshot.bench.quality import main as quality_main
+    from kshot.bench.quality import run_from_argv
 
-    raise typer.Exit(quality_main(ctx.args))
+    typer.echo(f"results in {run_from_argv(ctx.args)}")
 
 
 @bench_app.command("speed", context_settings=_PASS_THROUGH)
 def bench_speed(ctx: typer.Context) -> None:
     """Latency and throughput vs LangChain's selectors (options: kshot bench speed --help)."""
-    from kshot.bench.speed import main as speed_main
+    from kshot.bench.speed import run_from_argv
 
-    raise typer.Exit(speed_main(ctx.args))
+    typer.echo(run_from_argv(ctx.args) / "results.md")
 
 
 # -- demo ------------------------------------------------------------------------------------------
