@@ -174,3 +174,24 @@ def test_options_validate_and_round_trip() -> None:
         PredictionOptions.from_dict({"weight": 1.0})
     with pytest.raises(AttributeError):
         opts.gate = "none"  # type: ignore[misc]
+
+
+def test_gated_scores_equal_the_full_scores_on_the_real_model(smollm2_lm: Any) -> None:
+    # Scoring only the candidates gives the same log-probabilities (renormalised over them) as
+    # scoring every label and keeping those columns: the gate changes the cost, not the numbers.
+    from kshot.model import log_softmax
+    from kshot.model.modes import candidate_labels, score_candidates
+
+    prompts = ["Input: my card never came\nLabel:", "Input: how do I add money?\nLabel:"]
+    strings = [" " + t for t in LABELS]
+    neighbours = [[(1, 0.9), (0, 0.4)], [(2, 0.8), (3, 0.7)]]
+    opts = PredictionOptions(gate="neighbours")
+    cands = candidate_labels(opts, len(LABELS), neighbours)
+    gated = score_candidates(smollm2_lm, prompts, strings, cands, opts)
+    full = np.asarray(smollm2_lm.score_labels(prompts, strings))
+    for row, cols in enumerate(cands):
+        want = log_softmax(full[row, list(cols)])
+        assert gated.log_probs[row, list(cols)] == pytest.approx(want, abs=1e-4)
+        others = [j for j in range(len(LABELS)) if j not in cols]
+        assert np.isneginf(gated.log_probs[row, others]).all()
+    assert gated.labels_scored == [2, 2]
