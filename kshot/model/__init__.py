@@ -2,7 +2,9 @@
 
 ``TransformersLM``, ``OpenAICompatibleLM`` and ``SoftPromptLM`` are imported lazily, so that
 importing ``kshot.model`` does not import torch or transformers. :func:`predict_labels` turns any
-model's label scores (or generations) into one class per prompt.
+model's label scores (or generations) into one class per prompt; :func:`predict_with` does so
+with a :class:`PredictionOptions` mode that uses the retrieved neighbours (label gating, a
+neighbour prior), batch calibration or a classifier's label gate.
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from kshot.model.base import LanguageModel, PromptInput, calibrate, log_softmax
 from kshot.model.labels import predict_labels
+from kshot.model.modes import (
+    LabelScores,
+    Neighbour,
+    Prediction,
+    PredictionOptions,
+    batch_calibrate,
+    choose_prior_weight,
+    neighbour_prior,
+    predict_with,
+)
 
 if TYPE_CHECKING:
     from kshot.model.openai_compat import OpenAICompatibleLM
@@ -18,14 +30,22 @@ if TYPE_CHECKING:
     from kshot.model.transformers_lm import TransformersLM
 
 __all__ = [
+    "LabelScores",
     "LanguageModel",
+    "Neighbour",
     "OpenAICompatibleLM",
+    "Prediction",
+    "PredictionOptions",
     "PromptInput",
     "SoftPromptLM",
     "TransformersLM",
+    "batch_calibrate",
     "calibrate",
+    "choose_prior_weight",
     "log_softmax",
+    "neighbour_prior",
     "predict_labels",
+    "predict_with",
 ]
 
 

@@ -2,7 +2,9 @@
 
 Works with any :class:`~kshot.model.base.LanguageModel`: scoring goes through its
 ``score_labels``, contextual calibration through :func:`~kshot.model.base.calibrate` on the
-scores of the content-free prompts, generation through ``generate``.
+scores of the content-free prompts, generation through ``generate``. The modes that use the
+retrieved neighbours (label gating, a neighbour prior, batch calibration, a classifier's gate)
+are :func:`~kshot.model.modes.predict_with` with a :class:`~kshot.model.modes.PredictionOptions`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from kshot.errors import ConfigError
-from kshot.model.base import LanguageModel, PromptInput, calibrate
+from kshot.model.base import LanguageModel, PromptInput
+from kshot.model.modes import PredictionOptions, predict_with
 
 __all__ = ["PREDICT_MODES", "SCORE_NORMS", "predict_labels"]
 
@@ -68,22 +69,25 @@ def predict_labels(
         raise ConfigError("score_norm='mean' needs count_tokens (the model's token counter)")
     if not prompts:
         return []
-    strings = [" " + t for t in label_texts]
-    lengths = None
-    if count_tokens is not None:
-        lengths = np.asarray([max(1, count_tokens(s)) for s in strings], dtype=np.float64)
     if mode == "generate":
-        new_tokens = _DEFAULT_NEW_TOKENS if lengths is None else int(lengths.max()) + 2
+        strings = [" " + t for t in label_texts]
+        lengths = None if count_tokens is None else [max(1, count_tokens(s)) for s in strings]
+        new_tokens = _DEFAULT_NEW_TOKENS if lengths is None else max(lengths) + 2
         texts = lm.generate(list(prompts), max_new_tokens=new_tokens, stop=["\n"])
         lookup = {_normal_answer(t): i for i, t in enumerate(label_texts)}
         return [lookup.get(_normal_answer(text)) for text in texts]
-    scores = np.asarray(lm.score_labels(list(prompts), strings), dtype=np.float64)
-    if calibrate_with is not None:
-        content_free = lm.score_labels(list(calibrate_with), strings)
-        scores = calibrate(scores, content_free)
-    if score_norm == "mean" and lengths is not None:
-        scores = scores / lengths[None, :]
-    return [int(i) for i in np.argmax(scores, axis=1)]
+    options = PredictionOptions(
+        calibration="none" if calibrate_with is None else "content-free", score_norm=score_norm
+    )
+    picks = predict_with(
+        lm,
+        prompts,
+        label_texts,
+        options,
+        calibrate_with=calibrate_with,
+        count_tokens=count_tokens,
+    ).picks
+    return list[int | None](picks)
 
 
 def _normal_answer(text: str) -> str:

@@ -42,6 +42,7 @@ class Arm:
     name: str  # strategy or baseline name
     k: int
     seed: int | None = None
+    mode: str | None = None  # a prediction mode of the config's ``modes`` (icl arms only)
 
     def base_record(self, n_queries: int) -> ArmRecord:
         """The fields every arm file starts with."""
@@ -52,14 +53,15 @@ class Arm:
             "k": self.k,
             "seed": self.seed,
             "n_queries": n_queries,
-        }
+        } | ({} if self.mode is None else {"mode": self.mode})
 
 
 def plan(config: QualityConfig) -> list[Arm]:
     """The arms of ``config`` in run order.
 
     Order: zero-shot and the embedding baselines, then the smallest k, then the LM baselines,
-    then the larger k, so that a run stopped early already holds every kind of arm.
+    then the larger k, so that a run stopped early already holds every kind of arm; then the
+    arms with a prediction mode (``<strategy>-<mode>-k<k>``), by k.
     """
     c = config
     arms: list[Arm] = []
@@ -82,6 +84,10 @@ def plan(config: QualityConfig) -> list[Arm]:
             arms.extend(finetune)
     if not c.ks:
         arms.extend(finetune)
+    for k in sorted(c.mode_ks if c.modes else ()):
+        for strategy in c.mode_strategies:
+            for mode in c.modes:
+                arms.append(Arm(f"{strategy}-{mode}-k{k}", "icl", strategy, k, mode=mode))
     return arms
 
 
@@ -116,9 +122,12 @@ def arm_key(config: QualityConfig, arm: Arm, data_key: Mapping[str, str], n_trai
     rows. Unchanged since the first results were written, so their arm files still resume.
     """
     c = config
+    described = dataclasses.asdict(arm)
+    if arm.mode is None:
+        del described["mode"]  # the arms without a mode keep the keys they were written with
     spec: dict[str, object] = {
         "schema": SCHEMA_VERSION,
-        "arm": dataclasses.asdict(arm),
+        "arm": described,
         "data": dict(data_key),
     }
     if arm.kind in ("zero-shot", "icl", "finetune"):
@@ -139,6 +148,14 @@ def arm_key(config: QualityConfig, arm: Arm, data_key: Mapping[str, str], n_trai
         spec["encoder"] = c.encoder
     if arm.kind == "icl":
         spec["params"] = dict(c.selector_params.get(arm.name, {}))
+    if arm.mode is not None:
+        mode = c.mode(arm.mode)
+        spec["calibrate"] = None  # the mode's own calibration applies
+        spec["mode"] = mode.options.to_dict() | {"tune_prior": mode.tune_prior}
+        if mode.tune_prior:
+            spec["dev"] = {"queries": c.dev_queries, "weights": list(c.prior_weights)}
+        if mode.uses_training:
+            spec["logreg_c"] = c.logreg_c
     if arm.kind == "finetune":
         spec["train"] = train_spec(c, arm.name, data_key["train"], n_train)
     if arm.kind == "embedding":

@@ -13,6 +13,7 @@ from typing import Any
 
 from kshot.errors import ConfigError
 from kshot.model.labels import PREDICT_MODES, SCORE_NORMS
+from kshot.model.modes import DEFAULT_PRIOR_WEIGHTS, PredictionOptions
 
 __all__ = [
     "BASELINES",
@@ -20,6 +21,7 @@ __all__ = [
     "EMBEDDING_BASELINES",
     "LM_BASELINES",
     "SCHEMA_VERSION",
+    "ModeSpec",
     "QualityConfig",
 ]
 
@@ -42,6 +44,27 @@ DEFAULT_INSTRUCTIONS: Mapping[str, str] = {
     "boolq": "Answer each question about the passage with yes or no.",
 }
 _GENERIC_INSTRUCTIONS = "Classify each input."
+
+#: The value of a mode's ``prior_weight`` that asks for the weight chosen on the dev split.
+DEV_WEIGHT = "dev"
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """A named prediction mode of the in-context arms, parsed from ``QualityConfig.modes``.
+
+    ``tune_prior``: the prior weight is chosen on a dev split taken from the training side
+    (``options.prior_weight`` is then a placeholder, 1).
+    """
+
+    name: str
+    options: PredictionOptions
+    tune_prior: bool
+
+    @property
+    def uses_training(self) -> bool:
+        """Whether the mode trains something (the classifier of ``gate="classifier"``)."""
+        return self.options.gate == "classifier"
 
 
 @dataclass(frozen=True)
@@ -85,7 +108,8 @@ class QualityConfig:
     predict: str = "score"
     """``score`` (rank the label strings) or ``generate`` (greedy decoding, exact match)."""
     calibrate: bool = False
-    """Contextual calibration (content-free ``N/A`` query) of the label scores."""
+    """Contextual calibration (content-free ``N/A`` query) of the label scores of the arms
+    without a mode; an arm with a mode follows its mode's ``calibration``."""
     score_norm: str = "sum"
     """``sum`` of the label's token log-probabilities, or their ``mean`` (length-normalised)."""
     instructions: str | None = None
@@ -94,8 +118,21 @@ class QualityConfig:
     query_template: str = "Input: {input}\nLabel:"
     separator: str = "\n\n"
     max_prompt_tokens: int | None = None
+    modes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Prediction modes run as extra arms, by name: the fields of
+    :class:`~kshot.model.modes.PredictionOptions`, with ``"prior_weight": "dev"`` for the weight
+    chosen on the dev split, e.g. ``{"gate16": {"gate": "neighbours", "neighbours": 16}}``."""
+    mode_strategies: tuple[str, ...] = ("similarity",)
+    """The selectors the mode arms use."""
+    mode_ks: tuple[int, ...] = (4, 8)
+    """The k values of the mode arms."""
+    dev_queries: int = 64
+    """Training rows (seeded, stratified) that choose a mode's prior weight; each retrieves
+    from the rest of the pool."""
+    prior_weights: tuple[float, ...] = DEFAULT_PRIOR_WEIGHTS
+    """The prior weights tried on the dev split."""
     eval_batch_size: int = 16
-    """Test queries per selection / scoring call."""
+    """Test queries per selection / scoring call (the batch of batch calibration)."""
     lm_batch_size: int = 8
     """Prompts per forward pass of the language model."""
     # fine-tuning
@@ -121,13 +158,25 @@ class QualityConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("ks", "strategies", "random_seeds", "baselines", "lora_targets"):
+        for name in (
+            "ks",
+            "strategies",
+            "random_seeds",
+            "baselines",
+            "lora_targets",
+            "mode_strategies",
+            "mode_ks",
+            "prior_weights",
+        ):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(p.strip() for p in value.split(",") if p.strip())
             object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
         object.__setattr__(self, "random_seeds", tuple(int(s) for s in self.random_seeds))
+        object.__setattr__(self, "mode_ks", tuple(int(k) for k in self.mode_ks))
+        object.__setattr__(self, "prior_weights", tuple(float(w) for w in self.prior_weights))
+        object.__setattr__(self, "modes", {str(k): dict(v) for k, v in dict(self.modes).items()})
         object.__setattr__(
             self,
             "selector_params",
@@ -166,11 +215,51 @@ class QualityConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self._check_modes()
         for name in ("full_steps", "lora_steps", "prompt_tuning_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"epochs must be positive, got {self.epochs}")
+
+    def _check_modes(self) -> None:
+        if not self.modes:
+            return
+        if self.predict != "score":
+            raise ConfigError("prediction modes score the labels; they need predict='score'")
+        if "random" in self.mode_strategies:
+            raise ConfigError("mode_strategies cannot hold 'random' (its arms fold by seed)")
+        if any(k < 1 for k in self.mode_ks) or not self.mode_ks:
+            raise ConfigError(f"mode_ks needs values of at least 1, got {self.mode_ks}")
+        if self.dev_queries < 1 or not self.prior_weights:
+            raise ConfigError("dev_queries must be at least 1 and prior_weights not empty")
+        for name in self.modes:
+            if not name or not all(ch.isalnum() or ch == "-" for ch in name):
+                raise ConfigError(f"a mode name is letters, digits and '-', got {name!r}")
+            spec = self.mode(name)
+            if spec.tune_prior and spec.uses_training:
+                raise ConfigError(
+                    f"mode {name!r}: the dev split is training rows the classifier learned; "
+                    "give a fixed prior_weight with gate='classifier'"
+                )
+
+    def mode(self, name: str) -> ModeSpec:
+        """The prediction mode ``name`` of :attr:`modes`.
+
+        Raises:
+            ConfigError: an unknown mode name or a bad option.
+        """
+        if name not in self.modes:
+            raise ConfigError(f"unknown mode {name!r}; configured: {', '.join(self.modes)}")
+        values = {"score_norm": self.score_norm, **self.modes[name]}
+        tune = values.get("prior_weight") == DEV_WEIGHT
+        if tune:
+            values["prior_weight"] = 1.0
+        try:
+            options = PredictionOptions.from_dict(values)
+        except ConfigError as exc:
+            raise ConfigError(f"mode {name!r}: {exc}") from exc
+        return ModeSpec(name, options, tune)
 
     # -- conversions ---------------------------------------------------------------------------
 

@@ -29,10 +29,23 @@ if TYPE_CHECKING:
     from kshot.prompt import PromptAssembler
     from kshot.selector.base import BaseSelector
 
-__all__ = ["Evaluation", "InContextEvaluator", "Select", "no_examples"]
+__all__ = [
+    "Evaluation",
+    "InContextEvaluator",
+    "PredictBatch",
+    "Select",
+    "no_examples",
+    "selection",
+    "without_self",
+]
 
 #: Chooses the in-context examples of a batch of test queries.
 Select = Callable[[Sequence[Example]], list[list[Scored]]]
+#: Predicts a batch: given the test positions, the queries and their prompts, returns each
+#: query's predicted class (``None``: no valid answer) and how many labels it scored.
+PredictBatch = Callable[
+    [range, Sequence[Example], Sequence[Prompt]], tuple[list[str | None], list[int]]
+]
 
 
 def no_examples(queries: Sequence[Example]) -> list[list[Scored]]:
@@ -51,6 +64,7 @@ class Evaluation:
     eval_seconds: float
     invalid_predictions: int
     predictions: list[str | None]
+    labels_scored_per_query: float | None = None
 
     def as_record(self) -> ArmRecord:
         """The fields as they appear in an arm file."""
@@ -61,6 +75,7 @@ class Evaluation:
             "seconds_per_query": self.seconds_per_query,
             "eval_seconds": self.eval_seconds,
             "invalid_predictions": self.invalid_predictions,
+            "labels_scored_per_query": self.labels_scored_per_query,
             "predictions": list(self.predictions),
         }
 
@@ -94,25 +109,33 @@ class InContextEvaluator:
 
     def run_icl(self, arm: Arm, index: ExampleIndex, lm: TransformersLM) -> ArmRecord:
         """Run a zero-shot or in-context arm; return its record."""
-        from kshot.selector import build_selector
-
-        selector: BaseSelector | None = None
-        if arm.kind == "icl":
-            params = dict(self.config.selector_params.get(arm.name, {}))
-            if arm.name == "random":
-                params["seed"] = arm.seed
-            selector = build_selector(index, arm.name, params)
+        selector = self.selector(arm, index) if arm.kind == "icl" else None
         record = arm.base_record(len(self.test))
-        record.update(self.evaluate(lm, _selection(selector, arm.k)).as_record())
+        record.update(self.evaluate(lm, selection(selector, arm.k)).as_record())
         record["train_seconds"] = None
         if selector is not None:
             record["selector_params"] = selector.params.to_dict()
         return record
 
-    def evaluate(self, lm: TransformersLM, select: Select) -> Evaluation:
-        """Select, assemble and predict for every test query; return metrics and costs."""
+    def selector(self, arm: Arm, index: ExampleIndex) -> BaseSelector:
+        """The selector of an in-context arm, with its configured parameters."""
+        from kshot.selector import build_selector
+
+        params = dict(self.config.selector_params.get(arm.name, {}))
+        if arm.name == "random":
+            params["seed"] = arm.seed
+        return build_selector(index, arm.name, params)
+
+    def evaluate(
+        self, lm: TransformersLM, select: Select, predict: PredictBatch | None = None
+    ) -> Evaluation:
+        """Select, assemble and predict for every test query; return metrics and costs.
+
+        ``predict``: the prediction of a batch; ``None`` is :meth:`predict` (every label).
+        """
         c = self.config
         preds: list[str | None] = []
+        scored: list[int] = []
         tokens: list[int] = []
         n_examples: list[int] = []
         seconds = 0.0
@@ -124,7 +147,15 @@ class InContextEvaluator:
                 self.assembler.assemble(q.input, chosen, max_tokens=c.max_prompt_tokens)
                 for q, chosen in zip(batch, picks, strict=True)
             ]
-            preds.extend(self.predict(lm, prompts))
+            if predict is None:
+                preds.extend(self.predict(lm, prompts))
+                scored.extend([len(self.space.labels)] * len(prompts))
+            else:
+                batch_preds, batch_scored = predict(
+                    range(start, start + len(batch)), batch, prompts
+                )
+                preds.extend(batch_preds)
+                scored.extend(batch_scored)
             seconds += time.perf_counter() - began
             tokens.extend(p.token_count for p in prompts)
             n_examples.extend(len(p.examples) for p in prompts)
@@ -137,6 +168,7 @@ class InContextEvaluator:
             eval_seconds=seconds,
             invalid_predictions=sum(p is None for p in preds),
             predictions=preds,
+            labels_scored_per_query=float(np.mean(scored)) if c.predict == "score" else None,
         )
 
     def predict(self, lm: TransformersLM, prompts: Sequence[Prompt]) -> list[str | None]:
@@ -157,15 +189,32 @@ class InContextEvaluator:
         return [None if i is None else self.space.labels[i] for i in picks]
 
 
-def _selection(selector: BaseSelector | None, k: int) -> Select:
-    """The selection of an arm, with every pick checked by the leakage guard."""
+def selection(selector: BaseSelector | None, k: int, *, pool_queries: bool = False) -> Select:
+    """The selection of an arm, with every pick checked by the leakage guard.
+
+    ``pool_queries``: the queries are rows of the pool (a dev split); each one's own row is
+    left out of its selection (one more is retrieved to make up for it).
+    """
     if selector is None or k == 0:
         return no_examples
 
     def select(queries: Sequence[Example]) -> list[list[Scored]]:
-        picks = selector.select_batch([q.input for q in queries], k)
+        picks = selector.select_batch([q.input for q in queries], k + int(pool_queries))
+        if pool_queries:
+            picks = [without_self(q, p)[:k] for q, p in zip(queries, picks, strict=True)]
         for query, chosen in zip(queries, picks, strict=True):
             assert_no_leak(query, chosen)
         return picks
 
     return select
+
+
+def without_self(query: Example, found: Sequence[Scored]) -> list[Scored]:
+    """``found`` without the query's own row (same id, or same input text)."""
+    return [
+        s
+        for s in found
+        if not (
+            (query.id is not None and s.example.id == query.id) or s.example.input == query.input
+        )
+    ]

@@ -1,7 +1,8 @@
 """The quality benchmark's report: the summary table rows and ``results.md``.
 
 Random arms (one per seed) fold into one row per ``k`` with the mean, the sample standard
-deviation, the minimum and the maximum over seeds; every other arm is one row.
+deviation, the minimum and the maximum over seeds; every other arm is one row (an arm with a
+prediction mode is named ``<selector> + <mode>``).
 """
 
 from __future__ import annotations
@@ -64,11 +65,20 @@ def summary(records: Sequence[Mapping[str, Any]]) -> list[Row]:
             rows.append(row)
             continue
         name = r["name"]
+        arm_name = BASELINE_NAMES.get(name, name) if r["kind"] != "icl" else name
+        strategy = name
+        if r.get("mode") is not None:
+            # Its own line in the plot; the name says when the arm trains a classifier.
+            strategy = f"{name}+{r['mode']}"
+            arm_name = f"{name} + {r['mode']}"
+            if r.get("uses_training"):
+                arm_name += " (trains a classifier)"
         rows.append(
             {
-                "arm": BASELINE_NAMES.get(name, name) if r["kind"] != "icl" else name,
+                "arm": arm_name,
                 "kind": r["kind"],
-                "strategy": name,
+                "strategy": strategy,
+                "mode": r.get("mode"),
                 "k": r["k"],
                 "accuracy": r["accuracy"],
                 "macro_f1": r["macro_f1"],
@@ -76,6 +86,8 @@ def summary(records: Sequence[Mapping[str, Any]]) -> list[Row]:
                 "seconds_per_query": r["seconds_per_query"],
                 "train_seconds": r.get("train_seconds"),
                 "train_steps": r.get("train_steps"),
+                "labels_scored_per_query": r.get("labels_scored_per_query"),
+                "prior_weight": r.get("prior_weight"),
             }
         )
     return rows
@@ -103,12 +115,13 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"Model `{model['name']}`, encoder `{result['encoder']['name']}`, "
         f"{data['test_rows']} test queries, {data['train_rows']} training rows, "
         f"{data['labels']} labels. Prediction: {c['predict']}"
-        f"{' (calibrated)' if c['calibrate'] else ''}. "
+        f"{' (calibrated, in the arms without a mode)' if c['calibrate'] else ''}. "
         f"kshot {result['kshot_version']}, {result['updated']}"
         f"{'' if result['finished'] else ' (run in progress: partial results)'}.",
         "",
-        "| arm | k | accuracy | macro-F1 | prompt tokens / query | s / query | training s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| arm | k | accuracy | macro-F1 | prompt tokens / query | s / query | training s "
+        "| labels scored / query |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["summary"]:
         k = row["k"]
@@ -126,6 +139,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                     _fmt(row["prompt_tokens_per_query"], 1),
                     _fmt(row["seconds_per_query"], 3),
                     _fmt(row["train_seconds"], 1),
+                    _fmt(row.get("labels_scored_per_query"), 1),
                 ]
             )
             + " |"
@@ -134,7 +148,10 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
         "Random: mean ± sample standard deviation over seeds. Fine-tuned rows use the zero-shot "
         "prompt and the same label scoring; their training steps and losses are in results.json. "
-        "s / query for the embedding baselines includes encoding the query.",
+        "s / query for the embedding baselines includes encoding the query. "
+        "Arms named `<selector> + <mode>` use a prediction mode (config `modes`: label gating, "
+        "neighbour prior, calibration, a classifier's gate); their options, the prior weight "
+        "and its dev accuracies are in results.json.",
         "",
     ]
     return "\n".join(lines)

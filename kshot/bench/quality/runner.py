@@ -36,6 +36,7 @@ from kshot.bench.quality.data import (
 from kshot.bench.quality.embedding import run_embedding
 from kshot.bench.quality.finetune import FineTuner
 from kshot.bench.quality.icl import InContextEvaluator
+from kshot.bench.quality.modes import ModeInputs, run_mode_arm
 from kshot.bench.quality.plot import plot_accuracy_vs_k
 from kshot.bench.quality.report import markdown, summary
 from kshot.types import Example
@@ -258,6 +259,9 @@ class Runner:
                 self.config, self.train, self.assembler(), self._load_lm, self._advance
             )
             return tuner.run(arm, self.evaluator())
+        if arm.mode is not None:
+            inputs = ModeInputs(self.train, self.train_emb, self.test_emb)
+            return run_mode_arm(self.evaluator(), arm, self.index, self.lm(), inputs)
         return self.evaluator().run_icl(arm, self.index, self.lm())
 
     def _advance(self, n: int) -> None:
