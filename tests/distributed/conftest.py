@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from kshot.cli import app
+from kshot.distributed import batch
 from kshot.index import ExampleIndex
 from kshot.index.encoder import HashingEncoder
 from kshot.types import Example
@@ -62,3 +66,41 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def read_jsonl() -> Callable[[Path], list[dict[str, Any]]]:
     """Read a JSONL output file into its records."""
     return _read_jsonl
+
+
+def _invoke(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def cli() -> Callable[..., str]:
+    """Run a kshot command in this process; its output, or the kshot error it raised."""
+    return _invoke
+
+
+@dataclass
+class Interrupter:
+    """Stops a batch run at chunk ``stop_at`` as a crash or Ctrl-C would; records chunks run."""
+
+    stop_at: int | None = None
+    ran: list[int] = field(default_factory=list)
+
+
+@pytest.fixture
+def interrupter(monkeypatch: pytest.MonkeyPatch) -> Interrupter:
+    """An :class:`Interrupter` around the local chunk worker (Ray actors run the real one)."""
+    state = Interrupter()
+    real_run = batch.ChunkWorker.run
+
+    def run(self: batch.ChunkWorker, number: int, *rest: Any) -> Any:
+        if number == state.stop_at:
+            raise KeyboardInterrupt
+        state.ran.append(number)
+        return real_run(self, number, *rest)
+
+    monkeypatch.setattr(batch.ChunkWorker, "run", run)
+    return state

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -15,21 +15,16 @@ from typer.testing import CliRunner
 
 from kshot.api import assemble, load_index, select
 from kshot.cli import app
-from kshot.distributed import batch
 from kshot.distributed.batch import BatchJob, run_batch
 from kshot.errors import ConfigError
 from kshot.prompt import WhitespaceCounter
 
+if TYPE_CHECKING:
+    from conftest import Interrupter
+
 runner = CliRunner()
 ReadJsonl = Callable[[Path], list[dict[str, Any]]]
-
-
-def kshot(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.output
+Cli = Callable[..., str]
 
 
 def batch_args(index_dir: Path, queries: Path, out: Path, *extra: str) -> list[str]:
@@ -50,6 +45,7 @@ def batch_args(index_dir: Path, queries: Path, out: Path, *extra: str) -> list[s
 
 
 def test_records_equal_per_query_select_in_input_order(
+    cli: Cli,
     index_dir: Path,
     queries_file: Path,
     query_rows: list[tuple[str, str]],
@@ -58,7 +54,7 @@ def test_records_equal_per_query_select_in_input_order(
 ) -> None:
     out = tmp_path / "out.jsonl"
     args = ["-k", "3", "-s", "mmr", "-p", "lambda=0.7", "--filter", "topic=card"]
-    kshot(*batch_args(index_dir, queries_file, out, *args))
+    cli(*batch_args(index_dir, queries_file, out, *args))
     records = read_jsonl(out)
     index = load_index(index_dir)
     texts = [text for _, text in query_rows]
@@ -81,11 +77,11 @@ def test_records_equal_per_query_select_in_input_order(
 
 
 def test_prompts_equal_assemble(
-    index_dir: Path, queries_file: Path, tmp_path: Path, read_jsonl: ReadJsonl
+    cli: Cli, index_dir: Path, queries_file: Path, tmp_path: Path, read_jsonl: ReadJsonl
 ) -> None:
     out = tmp_path / "out.jsonl"
     template = ["--template", "Q: {input}\\nA: {label}", "--instructions", "Classify."]
-    kshot(
+    cli(
         *batch_args(
             index_dir, queries_file, out, "--prompt", "--tokenizer", "whitespace", *template
         )
@@ -105,14 +101,14 @@ def test_prompts_equal_assemble(
 
 
 def test_parquet_output_holds_the_same_records(
-    index_dir: Path, queries_file: Path, tmp_path: Path, read_jsonl: ReadJsonl
+    cli: Cli, index_dir: Path, queries_file: Path, tmp_path: Path, read_jsonl: ReadJsonl
 ) -> None:
-    kshot(
+    cli(
         *batch_args(
             index_dir, queries_file, tmp_path / "out.jsonl", "--prompt", "--tokenizer", "whitespace"
         )
     )
-    kshot(
+    cli(
         *batch_args(
             index_dir,
             queries_file,
@@ -133,44 +129,28 @@ def test_parquet_output_holds_the_same_records(
         assert json.loads(row["prompt"]) == record["prompt"]
 
 
-def interrupt_after(monkeypatch: pytest.MonkeyPatch, chunks: int) -> list[int]:
-    """Make the worker fail on chunk ``chunks`` (a crash mid-run); return the chunks it ran."""
-    ran: list[int] = []
-    real_run = batch.ChunkWorker.run
-
-    def run(self: batch.ChunkWorker, number: int, start: int, rows: Any) -> Any:
-        if number == chunks:
-            raise KeyboardInterrupt
-        ran.append(number)
-        return real_run(self, number, start, rows)
-
-    monkeypatch.setattr(batch.ChunkWorker, "run", run)
-    return ran
-
-
 def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(
     index_dir: Path,
     query_rows: list[tuple[str, str]],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    interrupter: Interrupter,
 ) -> None:
     whole = BatchJob(index=index_dir, out=tmp_path / "whole.jsonl", k=3, chunk_size=4)
     run_batch(whole, query_rows)
 
     job = BatchJob(index=index_dir, out=tmp_path / "resumed.jsonl", k=3, chunk_size=4)
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 2)
-        with pytest.raises(KeyboardInterrupt):
-            run_batch(job, query_rows)
+    interrupter.stop_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(job, query_rows)
     assert not job.out.exists()
     assert sorted(p.name for p in job.parts.glob("chunk-*")) == [
         "chunk-00000000.jsonl",
         "chunk-00000001.jsonl",
     ]
 
-    ran = interrupt_after(monkeypatch, -1)
+    interrupter.stop_at, interrupter.ran = None, []
     report = run_batch(job, query_rows)
-    assert ran == [2, 3]  # only the chunks the first run did not finish
+    assert interrupter.ran == [2, 3]  # only the chunks the first run did not finish
     assert (report.chunks, report.resumed) == (4, 2)
     assert job.out.read_bytes() == whole.out.read_bytes()
     assert not job.parts.exists()
@@ -180,13 +160,12 @@ def test_a_rerun_with_other_options_is_refused(
     index_dir: Path,
     query_rows: list[tuple[str, str]],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    interrupter: Interrupter,
 ) -> None:
     job = BatchJob(index=index_dir, out=tmp_path / "out.jsonl", k=3, chunk_size=4)
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 1)
-        with pytest.raises(KeyboardInterrupt):
-            run_batch(job, query_rows)
+    interrupter.stop_at = 1
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(job, query_rows)
     changed = BatchJob(index=index_dir, out=tmp_path / "out.jsonl", k=2, chunk_size=4)
     with pytest.raises(ConfigError, match=r"out\.jsonl\.parts holds chunks of a run with other"):
         run_batch(changed, query_rows)
