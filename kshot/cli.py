@@ -243,7 +243,9 @@ def index_build(
     if use_ray or ray_address is not None:
         from kshot.distributed.commands import embed_on_ray
 
-        vectors = embed_on_ray(corpus, encoder, embeddings, ray_address, device, ray_actors)
+        vectors = embed_on_ray(
+            corpus, encoder, embeddings, ray_address, device, ray_actors, progress
+        )
     index = ExampleIndex.build(
         corpus.examples,
         encoder,

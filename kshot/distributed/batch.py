@@ -236,7 +236,9 @@ def _on_ray(
     with ray_session(address) as ray:
         size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(ChunkWorker)
-        pool = ray.util.ActorPool([actor.remote(job) for _ in range(min(size, len(pending)))])
+        # Workers may start in another directory, or on another node: give them the full path.
+        placed = dataclasses.replace(job, index=job.index.resolve())
+        pool = ray.util.ActorPool([actor.remote(placed) for _ in range(min(size, len(pending)))])
         try:
             # Unordered: a chunk is written as soon as it is done; the merge restores the order.
             yield from pool.map_unordered(lambda a, chunk: a.run.remote(*chunk), pending)

@@ -61,6 +61,7 @@ def embed_on_ray(
     address: str | None,
     device: str,
     actors: int | None,
+    progress: bool | None,
 ) -> Matrix:
     """``index build --ray``: the corpus's vectors from a pool of Ray encoder actors."""
     from kshot.distributed.embed import embed_with_ray
@@ -74,6 +75,7 @@ def embed_on_ray(
         address=address,
         device=device,
         actors=actors,
+        show_progress=progress is not False,
     )
 
 
