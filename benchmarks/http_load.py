@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import socket
@@ -46,6 +47,8 @@ import httpx
 HOST = "127.0.0.1"
 K = 4
 SELECTOR = "mmr"
+
+log = logging.getLogger("http_load")
 
 
 def cache_root() -> Path:
@@ -73,10 +76,10 @@ def ensure_index(path: Path) -> Path:
     from kshot.api import build_index
     from kshot.data import load_dataset
 
-    print(f"building the BANKING77 index with all-MiniLM-L6-v2 into {path} ...", flush=True)
+    log.info("building the BANKING77 index with all-MiniLM-L6-v2 into %s ...", path)
     started = time.perf_counter()
     build_index(load_dataset("banking77", "train"), path, device="cpu")
-    print(f"built in {time.perf_counter() - started:.1f} s", flush=True)
+    log.info("built in %.1f s", time.perf_counter() - started)
     return path
 
 
@@ -413,6 +416,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=400, help="requests per endpoint")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
@@ -476,18 +480,18 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency,
             time_cap=args.time_cap,
         )
-        print("select:", result["http"]["select"], flush=True)
+        log.info("select: %s", result["http"]["select"])
         result["http"]["prompt"] = load(
             server.url + "/v1/prompt",
             [{"query": q, **common} for q in prompt_q],
             concurrency=args.concurrency,
             time_cap=args.time_cap,
         )
-        print("prompt:", result["http"]["prompt"], flush=True)
+        log.info("prompt: %s", result["http"]["prompt"])
         result["overhead"] = interleaved_overhead(
             server.url, index_dir, args.tokenizer, overhead_q, args.torch_threads
         )
-        print("overhead:", result["overhead"], flush=True)
+        log.info("overhead: %s", result["overhead"])
     finally:
         server.stop()
     bare, _ = start_bare()
@@ -498,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency,
             time_cap=args.time_cap,
         )
-        print("bare:", result["http"]["bare_fastapi"], flush=True)
+        log.info("bare: %s", result["http"]["bare_fastapi"])
     finally:
         bare.stop()
     result["in_process"] = in_process(
@@ -507,9 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     result["total_s"] = round(time.perf_counter() - total_started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print()
-    print(markdown(result))
-    print(f"JSON: {args.out} (total {result['total_s']} s)")
+    log.info("results\n%s", markdown(result))
+    log.info("JSON: %s (total %s s)", args.out, result["total_s"])
     return 0
 
 

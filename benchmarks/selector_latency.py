@@ -23,51 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kshot.bench.environment import capture_environment
+from kshot.bench.lookup import LookupEncoder
 from kshot.index.encoder import Encoder, HashingEncoder, SentenceTransformerEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.selector import available_selectors, build_selector
 from kshot.types import Example
 
 log = logging.getLogger("selector_latency")
-
-
-class TimedEncoder:
-    """Wraps the real encoder; in ``lookup`` mode answers from a table of pre-encoded texts."""
-
-    def __init__(self, inner: Encoder) -> None:
-        self.inner = inner
-        self.table: dict[str, np.ndarray] = {}
-        self.lookup = False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
-    ) -> np.ndarray:
-        if self.lookup:
-            return np.stack([self.table[t] for t in texts])
-        return self.inner.encode(texts, batch_size=batch_size, show_progress=show_progress)
-
-    def remember(self, texts: Sequence[str]) -> None:
-        vectors = self.inner.encode(list(texts), batch_size=256)
-        self.table.update(zip(texts, vectors, strict=True))
 
 
 # -- corpora --------------------------------------------------------------------------------
@@ -158,7 +129,7 @@ def run_corpus(
     name: str,
     corpus: list[Example],
     queries: list[str],
-    encoder: TimedEncoder,
+    encoder: LookupEncoder,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     start = time.perf_counter()
@@ -204,7 +175,7 @@ def run_corpus(
             batch_times.append(time.perf_counter() - t0)
         row = {
             "selector": selector_name,
-            "params": selector.config,
+            "params": selector.params.to_dict(),
             "with_encoding": percentiles(full),
             "selection_only": percentiles(only),
             "batch_qps": args.batch / float(np.median(batch_times)),
@@ -221,33 +192,6 @@ def run_corpus(
         "n_queries": len(queries),
         "results": rows,
     }
-
-
-def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for package in ("kshot", "numpy", "faiss-cpu", "bm25s", "torch", "sentence-transformers"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_average"] = os.getloadavg()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    return info
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -313,7 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             corpus, queries = synthetic(args.size or 100_000, n_queries, args.seed)
             inner = HashingEncoder(384)
-        blocks.append(run_corpus(name, corpus, queries, TimedEncoder(inner), args))
+        encoder = LookupEncoder(inner)
+        encoder.lookup = False  # timed calls run the model; run_corpus switches to the table
+        blocks.append(run_corpus(name, corpus, queries, encoder, args))
+    environment = capture_environment({}, args.device)
     report = {
         "config": {
             "k": args.k,
@@ -324,13 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "faiss_threads": faiss.omp_get_max_threads(),
             "torch_threads": args.torch_threads or "default",
             "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-            "machine": machine(),
-            "versions": versions(),
+            "machine": environment["machine"],
+            "versions": environment["versions"],
         },
         "corpora": blocks,
     }
     table = markdown(report)
-    print(table)
+    log.info("results\n%s", table)
     if args.out is not None:
         args.out.write_text(json.dumps({**report, "markdown": table}, indent=2) + "\n")
     return 0

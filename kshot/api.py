@@ -10,6 +10,8 @@ from kshot.index.encoder import Encoder, SentenceTransformerEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate, TokenCounter
 from kshot.selector.base import SelectorSpec, build_selector
+from kshot.selector.params import SelectorParams
+from kshot.selector.view import IndexView
 from kshot.types import Example, Filter, Prompt, PromptFormat, Scored
 
 __all__ = ["assemble", "build_index", "load_index", "select"]
@@ -51,26 +53,33 @@ def build_index(
 
 
 def load_index(
-    path: str | os.PathLike[str], *, model: str | None = None, device: str = "auto"
+    path: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    read_only: bool = False,
 ) -> ExampleIndex:
-    """Open an index directory (see :meth:`ExampleIndex.load`)."""
-    return ExampleIndex.load(path, model=model, device=device)
+    """Open an index directory as its writer, or ``read_only`` (see :meth:`ExampleIndex.load`)."""
+    return ExampleIndex.load(path, model=model, device=device, read_only=read_only)
 
 
 def select(
-    index: ExampleIndex,
+    index: IndexView,
     query: str,
     k: int = 4,
     *,
     selector: str | SelectorSpec = "similarity",
+    params: SelectorParams | Mapping[str, Any] | None = None,
     filter: Filter | None = None,
     exclude: Iterable[str] = (),
-    **params: Any,
 ) -> list[Scored]:
-    """Pick up to ``k`` examples for ``query`` with a registered selector and its parameters."""
-    return build_selector(index, selector, **params).select(
-        query, k, filter=filter, exclude=exclude
-    )
+    """Pick up to ``k`` examples for ``query`` with a registered selector and its parameters.
+
+    ``params`` is a mapping by parameter name (``{"lambda": 0.3}``, as over HTTP and with the
+    CLI's ``--param``) or the selector's typed parameters (``MMRParams(lambda_=0.3)``); see
+    ``kshot selectors`` for every selector's parameters.
+    """
+    return build_selector(index, selector, params).select(query, k, filter=filter, exclude=exclude)
 
 
 def assemble(

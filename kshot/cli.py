@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kshot.distributed.commands import RayAddress, RayFlag, select_batch_cmd
+from kshot.distributed.commands import CliParsers, RayAddress, RayFlag, register
 from kshot.errors import ConfigError, KshotError
+from kshot.index.filters import LABEL_FIELD
 
 if TYPE_CHECKING:
     from kshot.client import KshotClient
@@ -89,7 +90,8 @@ def _parse_filter(pairs: list[str]) -> dict[str, Any] | None:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--filter {pair!r} must look like field=value")
-        merged.setdefault(key, []).append(_parse_value(value))
+        # Labels are always text: `label=5` means the label "5", not the number.
+        merged.setdefault(key, []).append(value if key == LABEL_FIELD else _parse_value(value))
     return {k: v[0] if len(v) == 1 else v for k, v in merged.items()} or None
 
 
@@ -267,7 +269,8 @@ def index_info(path: IndexDir, as_json: JsonFlag = False) -> None:
     """Show what an index holds."""
     from kshot.index import ExampleIndex
 
-    info = ExampleIndex.load(path).info()
+    with ExampleIndex.load(path, read_only=True) as index:
+        info = index.info()
     if as_json:
         _echo_json(info)
         return
@@ -300,11 +303,11 @@ def index_add(
     from kshot.index import ExampleIndex
 
     corpus = _read_corpus(source, input_field, output_field, label_field, id_field, metadata_fields)
-    index = ExampleIndex.load(path)
-    ids = index.add(corpus.examples, show_progress=_progress(progress, len(corpus.examples)))
-    _note_outputs(index, corpus, label_field)
-    index.save()
-    typer.echo(f"added {len(ids)} examples; the index holds {len(index)}")
+    with ExampleIndex.load(path) as index:
+        ids = index.add(corpus.examples, show_progress=_progress(progress, len(corpus.examples)))
+        _note_outputs(index, corpus, label_field)
+        index.save()
+        typer.echo(f"added {len(ids)} examples; the index holds {len(index)}")
 
 
 @index_app.command("delete")
@@ -314,10 +317,10 @@ def index_delete(
     """Delete examples by id (no rebuild)."""
     from kshot.index import ExampleIndex
 
-    index = ExampleIndex.load(path)
-    removed = index.delete(ids)
-    index.save()
-    typer.echo(f"deleted {removed} examples; the index holds {len(index)}")
+    with ExampleIndex.load(path) as index:
+        removed = index.delete(ids)
+        index.save()
+        typer.echo(f"deleted {removed} examples; the index holds {len(index)}")
 
 
 # -- select / prompt -------------------------------------------------------------------------------
@@ -392,10 +395,20 @@ def _select(path: Path, query: str, k: int, choice: dict[str, Any]) -> list[Scor
     from kshot.index import ExampleIndex
     from kshot.selector import build_selector
 
-    index = ExampleIndex.load(path)
-    return build_selector(index, choice["selector"], **choice["params"]).select(
-        query, k, filter=choice["filter"], exclude=choice["exclude"]
-    )
+    wanted = choice["filter"]
+    # Read-only: selecting beside a running writer (a server, an `index add`) is fine.
+    with ExampleIndex.load(path, read_only=True) as index:
+        chosen = build_selector(index, choice["selector"], choice["params"]).select(
+            query, k, filter=wanted, exclude=choice["exclude"]
+        )
+        if wanted and not chosen:
+            with index.reading():
+                mask = index.resolve(wanted)
+            if mask is not None and not mask.any():
+                # Legitimate, so no error; but an empty answer without a word looks like a bug.
+                shown = " ".join(f"{key}={value!r}" for key, value in wanted.items())
+                typer.echo(f"no example matches {shown}", err=True)
+    return chosen
 
 
 @app.command("select")
@@ -433,10 +446,7 @@ def selectors_cmd(as_json: JsonFlag = False) -> None:
     from kshot.selector import available_selectors
 
     listing: dict[str, dict[str, Any]] = {
-        name: {
-            "description": cls.description,
-            "params": {p.name: p.schema() for p in cls.params},
-        }
+        name: {key: value for key, value in cls.schema().items() if key != "name"}
         for name, cls in available_selectors().items()
     }
     if as_json:
@@ -448,8 +458,10 @@ def selectors_cmd(as_json: JsonFlag = False) -> None:
             bounds = "".join(
                 f" {key}={schema[key]}" for key in ("minimum", "maximum", "enum") if key in schema
             )
+            kind = schema["type"]
+            kind = " or ".join(kind) if isinstance(kind, list) else kind
             typer.echo(
-                f"{'':14}{pname} ({schema['type']}, default {schema['default']!r}{bounds}): "
+                f"{'':14}{pname} ({kind}, default {schema['default']!r}{bounds}): "
                 f"{schema['description']}"
             )
 
@@ -566,7 +578,9 @@ def prompt_cmd(
 # -- serve -----------------------------------------------------------------------------------------
 @app.command("serve")
 def serve_cmd(
-    path: IndexDir,
+    path: Annotated[
+        Path | None, typer.Argument(help="Index directory (optional with --local-model).")
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
@@ -579,11 +593,29 @@ def serve_cmd(
     ] = False,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer for token budgets.")] = None,
     device: Annotated[str, typer.Option(help="Encoder device.")] = "",
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible base URL /v1/chat/completions forwards to."),
+    ] = None,
+    local_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Also answer /v1/chat/completions and /v1/completions with a local model "
+            "(default the bundled SmolLM2).",
+            metavar="[NAME]",
+        ),
+    ] = None,
 ) -> None:
     """Serve selections and assembled prompts over HTTP (settings also from KSHOT_* variables)."""
     from kshot.server import ServerSettings, serve
 
-    overrides: dict[str, Any] = {"index": path, "host": host, "port": port, "workers": workers}
+    overrides: dict[str, Any] = {"host": host, "port": port, "workers": workers}
+    if path is not None:
+        overrides["index"] = path
+    if upstream:
+        overrides["upstream"] = upstream
+    if local_model:
+        overrides["local_model"] = local_model
     if auth:
         overrides["auth"] = auth
     if allow_anonymous_writes:
@@ -594,7 +626,15 @@ def serve_cmd(
         overrides["tokenizer"] = tokenizer
     if device:
         overrides["device"] = device
-    serve(ServerSettings(**overrides))
+    from pydantic import ValidationError
+
+    try:
+        settings = ServerSettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"{where}: {str(first['msg']).removeprefix('Value error, ')}") from exc
+    serve(settings)
 
 
 # -- bench -----------------------------------------------------------------------------------------
@@ -604,17 +644,17 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help
 @bench_app.command("quality", context_settings=_PASS_THROUGH)
 def bench_quality(ctx: typer.Context) -> None:
     """In-context arms vs fine-tuned baselines (options: kshot bench quality --help)."""
-    from kshot.bench.quality import main as quality_main
+    from kshot.bench.quality import run_from_argv
 
-    raise typer.Exit(quality_main(ctx.args))
+    typer.echo(f"results in {run_from_argv(ctx.args)}")
 
 
 @bench_app.command("speed", context_settings=_PASS_THROUGH)
 def bench_speed(ctx: typer.Context) -> None:
     """Latency and throughput vs LangChain's selectors (options: kshot bench speed --help)."""
-    from kshot.bench.speed import main as speed_main
+    from kshot.bench.speed import run_from_argv
 
-    raise typer.Exit(speed_main(ctx.args))
+    typer.echo(run_from_argv(ctx.args) / "results.md")
 
 
 # -- demo ------------------------------------------------------------------------------------------
@@ -633,7 +673,17 @@ def demo_cmd(
     run_demo(questions=questions, k=k, use_model=model, seed=seed)
 
 
-app.command("select-batch")(select_batch_cmd)
+register(app, CliParsers(_choice, _template_fields, _read_corpus))
+
+
+def _optional_value(argv: list[str], option: str, default: str) -> list[str]:
+    """``argv`` with ``default`` after ``option`` where it has no value (typer cannot say so)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == option and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(default)
+    return out
 
 
 def main() -> None:
@@ -645,8 +695,12 @@ def main() -> None:
     # transformers draws a bar for every sub-second weight load; kshot draws its own on slow work.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        app()
+        app(args=_optional_value(sys.argv[1:], "--local-model", "bundled"))
     except KshotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        # A file the user named cannot be read or written: their condition to fix, not a bug.
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

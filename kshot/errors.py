@@ -17,6 +17,8 @@ how to fix it. The HTTP layer maps each class to exactly one status code.
     ├── NotFoundError (KeyError)          an example id that the index does not hold
     ├── IndexFormatError (ValueError)     a directory that is not a kshot index, or a broken one
     │   └── EncoderMismatchError          an index built with another encoder or dimension
+    ├── IndexLockedError (RuntimeError)   another writer holds the index directory's lock
+    ├── ReadOnlyError (PermissionError)   a write to an index opened read-only
     ├── DatasetError (RuntimeError)       a data set could not be fetched or verified
     ├── ModelError (RuntimeError)         a language model backend failed
     ├── RemoteError (RuntimeError)        a kshot server could not be reached or refused a call
@@ -33,11 +35,13 @@ __all__ = [
     "EncoderMismatchError",
     "FilterError",
     "IndexFormatError",
+    "IndexLockedError",
     "KshotError",
     "MissingDependencyError",
     "ModelError",
     "NotFoundError",
     "QueryError",
+    "ReadOnlyError",
     "RemoteError",
     "TemplateError",
     "UnknownSelectorError",
@@ -90,6 +94,14 @@ class IndexFormatError(KshotError, ValueError):
 
 class EncoderMismatchError(IndexFormatError):
     """The index was built with another encoder (name or dimension) than the one requested."""
+
+
+class IndexLockedError(KshotError, RuntimeError):
+    """Another writer (process or object) holds the index directory's writer lock."""
+
+
+class ReadOnlyError(KshotError, PermissionError):
+    """A write to an index opened read-only."""
 
 
 class DatasetError(KshotError, RuntimeError):

@@ -1,4 +1,4 @@
-"""The values kshot passes around: examples, scored examples and assembled prompts."""
+"""The values kshot passes around: examples, scored examples, prompts, and the array aliases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ChatMessage", "Example", "Filter", "Prompt", "PromptFormat", "Scored"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "BoolArray",
+    "ChatMessage",
+    "Example",
+    "Filter",
+    "FloatArray",
+    "IntArray",
+    "Mask",
+    "Prompt",
+    "PromptFormat",
+    "Scored",
+]
+
+FloatArray = npt.NDArray[np.floating[Any]]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+#: Which of an index's slots a request may return (one entry per slot, tombstones included).
+Mask = npt.NDArray[np.bool_]
 
 #: A filter maps ``"label"`` or a metadata key to one value (equality) or to a list, tuple or set
 #: of values (membership). All entries must hold (logical AND).

@@ -293,3 +293,60 @@ def test_progress_default_is_a_terminal_with_a_few_hundred_rows(
     assert not _progress(False, 10_000) and _progress(True, 1)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     assert not _progress(None, 10_000)
+
+
+def test_selectors_listing_is_every_selectors_schema() -> None:
+    from kshot.selector import available_selectors
+
+    listing = json.loads(kshot("selectors", "--json"))
+    expected = {
+        name: {key: value for key, value in cls.schema().items() if key != "name"}
+        for name, cls in available_selectors().items()
+    }
+    assert listing == expected
+    assert "dedupe_threshold" in listing["bm25"]["params"]
+    text = kshot("selectors")
+    assert "dedupe_threshold" in text and "lambda" in text
+
+
+def test_param_values_are_validated_like_the_python_api(tmp_path: Path, corpus: Path) -> None:
+    index = tmp_path / "idx"
+    kshot("index", "build", str(corpus), "--out", str(index), "--model", "hashing:64")
+    found = json.loads(
+        kshot(
+            "select",
+            str(index),
+            "how do I block my card",
+            "-k",
+            "3",
+            "--selector",
+            "mmr",
+            "--param",
+            "lambda=0.3",
+            "--param",
+            "dedupe_threshold=0.99",
+            "--json",
+        )
+    )
+    assert len(found["examples"]) == 3
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kshot.cli",
+            "select",
+            str(index),
+            "card",
+            "--selector",
+            "mmr",
+            "--param",
+            "lambda=2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: selector 'mmr' parameter 'lambda' is 2.0; valid range: [0, 1]"
+    )

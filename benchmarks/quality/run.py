@@ -6,7 +6,7 @@ Examples::
     python -m benchmarks.quality.run --dataset movie-sentiment --limit-test 50 --ks 1,4 \
         --max-steps 2 --out /tmp/q
 
-Every option of ``kshot.bench.quality.build_parser`` overrides the config file. A rerun with the
+Every option of ``kshot.bench.quality.cli.build_parser`` overrides the config file. A rerun with the
 same settings resumes: finished arms (``<out>/arms/*.json``) are kept, trained weights reused.
 """
 

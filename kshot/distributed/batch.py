@@ -6,7 +6,8 @@ there; when every chunk is in, they are merged in input order into ``OUT`` (atom
 parts directory is removed. ``OUT.parts/job.json`` records what the chunks were computed from (the
 query texts and every option), and a rerun with anything changed is refused rather than mixed.
 
-Every worker, local or Ray, opens the index with :func:`kshot.api.load_index` and selects through
+Every worker, local or Ray, opens the index read-only with :func:`kshot.api.load_index` and
+selects through
 the registered selector's vectorised ``select_batch``, so a record equals what ``kshot select``
 answers for that query.
 """
@@ -136,14 +137,19 @@ class ChunkWorker:
 
     def __init__(self, job: BatchJob) -> None:
         self._job = job
-        self._index = load_index(job.index)
-        self._selector = build_selector(self._index, job.selector, **job.params)
+        # Read-only: any number of workers open the index beside each other and beside a writer.
+        self._index = load_index(job.index, read_only=True)
+        self._selector = build_selector(self._index, job.selector, job.params)
         prompt = job.prompt
         self._assembler = (
             None
             if prompt is None
             else PromptAssembler(PromptTemplate(**prompt.template), prompt.counter())
         )
+
+    def close(self) -> None:
+        """Release the index."""
+        self._index.close()
 
     def run(self, number: int, start: int, queries: Sequence[Query]) -> tuple[int, list[Record]]:
         """Return chunk ``number``'s records; its first query is at input position ``start``."""
@@ -223,8 +229,11 @@ Chunk = tuple[int, int, Sequence[Query]]
 
 def _here(job: BatchJob, chunks: Iterable[Chunk]) -> Iterator[tuple[int, list[Record]]]:
     worker = ChunkWorker(job)
-    for number, start, rows in chunks:
-        yield worker.run(number, start, rows)
+    try:
+        for number, start, rows in chunks:
+            yield worker.run(number, start, rows)
+    finally:
+        worker.close()
 
 
 def _on_ray(

@@ -4,6 +4,20 @@ The SQLite store is the source of truth and every write commits there first; the
 (ids, labels, metadata postings, vectors), the FAISS index and the lexical index follow it. Reads
 take a shared lock and writes an exclusive one, so concurrent readers see the state before a write
 or after it, never half of it.
+
+Across processes there is one writer per directory: it holds the directory's writer lock
+(:mod:`kshot.index.lock`) from load (or save) to :meth:`ExampleIndex.close`. Read-only openers
+take no lock; each reads a pinned SQLite snapshot (a read transaction), so the rows its columns
+name always exist however the writer changes the store, and before each read it checks the
+store's generation and, when a writer has committed since, moves its snapshot forward and applies
+only the difference (new rows appended, vanished rows removed) to its columns and indexes.
+
+The vector file is a cache that may lag the store by a bounded number of rows: writes update the
+in-memory FAISS index only, and the file is rewritten once the difference (the drift) passes
+:func:`drift_limit`, on :meth:`ExampleIndex.save` and on :meth:`ExampleIndex.close`. A load
+compares the file's row ids with the store's live rows (the set, not a count) and adds or removes
+just the difference from the stored embeddings, silently: that is the normal state after writes.
+Only a file that is missing, corrupt or unreadable is rebuilt, with one logged warning.
 """
 
 from __future__ import annotations
@@ -16,9 +30,8 @@ import shutil
 import sqlite3
 import tempfile
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +47,10 @@ from kshot.errors import (
     EncoderMismatchError,
     FilterError,
     IndexFormatError,
+    IndexLockedError,
     NotFoundError,
     QueryError,
+    ReadOnlyError,
 )
 from kshot.index.encoder import Encoder, encoder_from_name
 from kshot.index.filters import (
@@ -46,6 +61,7 @@ from kshot.index.filters import (
     value_key,
 )
 from kshot.index.lexical import LexicalIndex
+from kshot.index.lock import WriterLock
 from kshot.index.manifest import (
     IndexLayout,
     Manifest,
@@ -55,8 +71,8 @@ from kshot.index.manifest import (
     sha256,
 )
 from kshot.index.store import ExampleStore, StoredBatch
-from kshot.index.vectors import VectorIndex, choose_factory, exact_search
-from kshot.types import Example, Filter, Scored
+from kshot.index.vectors import VectorIndex, choose_factory, exact_search, fit_factory
+from kshot.types import Example, Filter, Mask
 
 __all__ = ["ExampleIndex", "as_example", "normalize_text"]
 
@@ -64,7 +80,6 @@ logger = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
-Mask = npt.NDArray[np.bool_]
 
 #: Filtered searches over at most this many allowed examples scan them exactly in numpy.
 EXACT_FILTER_LIMIT = 50_000
@@ -74,6 +89,15 @@ _INSERT_CHUNK = 20_000
 _RECALL_QUERIES = 200
 # The store's info key holding the notes of set_note, as one JSON object.
 _NOTES_KEY = "notes"
+
+
+def drift_limit(live: int) -> int:
+    """How many rows the vector file may lag the store before a write rewrites it.
+
+    A load reconciles that many rows from the stored embeddings in milliseconds, while a rewrite
+    costs the whole file: 5% of the rows (at least 1,000) bounds both.
+    """
+    return max(1_000, live // 20)
 
 
 def as_example(row: Example | Mapping[str, Any], position: int = 0) -> Example:
@@ -117,6 +141,11 @@ class _RWLock:
         self._readers = 0
         self._writer = False
         self._waiting_writers = 0
+        self._mine = threading.local()
+
+    def held_here(self) -> bool:
+        """Whether the calling thread is inside :meth:`read` (it must not wait for a writer)."""
+        return bool(getattr(self._mine, "depth", 0))
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
@@ -124,9 +153,11 @@ class _RWLock:
             while self._writer or self._waiting_writers:
                 self._cond.wait()
             self._readers += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
         try:
             yield
         finally:
+            self._mine.depth -= 1
             with self._cond:
                 self._readers -= 1
                 if not self._readers:
@@ -228,8 +259,10 @@ class ExampleIndex:
     """A corpus of examples, embedded and searchable, persisted as one directory.
 
     Build one with :meth:`build`, open one with :meth:`load`. Writes (:meth:`add`, :meth:`update`,
-    :meth:`delete`) are durable in the store when they return; :meth:`save` also writes the FAISS
-    file and the manifest, so that the next load need not rebuild the vectors.
+    :meth:`delete`) are durable in the store when they return, and the directory stays loadable
+    without a warning; :meth:`save` also rewrites the FAISS file and the manifest. An index that
+    lives in a directory holds its writer lock until :meth:`close` (or the end of a ``with``
+    block); one loaded with ``read_only=True`` holds none and refuses writes.
     """
 
     def __init__(
@@ -243,6 +276,9 @@ class ExampleIndex:
         path: Path | None = None,
         recall_at_10: float | None = None,
         device: str = "auto",
+        build: BuildParams | None = None,
+        writer: WriterLock | None = None,
+        drift: int = 0,
     ) -> None:
         self._store = store
         self._encoder = encoder
@@ -254,6 +290,13 @@ class ExampleIndex:
         self._lock = _RWLock()
         self._encoder_lock = threading.Lock()
         self._lexical_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._build_params = build or BuildParams()
+        self._writer = writer
+        self._drift = drift
+        self._closed = False
+        # The generation of a read-only store's pinned snapshot (the one its columns were read in).
+        self._snapshot = store.generation if store.read_only else 0
         self.path = path
         self.recall_at_10 = recall_at_10
 
@@ -312,6 +355,7 @@ class ExampleIndex:
             columns.append(_batch_of(rows, ids, chunk, chunk_vectors))
             progress.update(len(chunk))
         progress.close()
+        params = BuildParams(factory=factory, recall_target=recall_target, seed=seed)
         chosen = factory or choose_factory(len(items))
         vector_index, recall = _build_vectors(columns, chosen, recall_target, seed)
         if (
@@ -329,7 +373,9 @@ class ExampleIndex:
                 recall_target,
             )
             vector_index, recall = _build_vectors(columns, "Flat", recall_target, seed)
-        index = cls(store, encoder, encoder.name, vector_index, columns, recall_at_10=recall)
+        index = cls(
+            store, encoder, encoder.name, vector_index, columns, recall_at_10=recall, build=params
+        )
         if path is not None:
             index.save(path)
         return index
@@ -342,43 +388,44 @@ class ExampleIndex:
         *,
         model: str | None = None,
         device: str = "auto",
+        read_only: bool = False,
     ) -> ExampleIndex:
-        """Open an index directory.
+        """Open an index directory, for writing (the default) or ``read_only``.
+
+        A writer takes the directory's writer lock at once, or raises :class:`IndexLockedError`
+        naming the pid that holds it; release it with :meth:`close`. A read-only index takes no
+        lock, refuses writes and follows the writer's commits (see the module docstring).
 
         The encoder named in the manifest is loaded on first use unless ``encoder`` is given; an
         ``encoder`` or ``model`` other than the one the index was built with is refused. A vector
-        file that is missing, corrupt or out of date is rebuilt from the stored embeddings.
+        file that lags the store is brought up to date from the stored embeddings; one that is
+        missing, corrupt or unreadable is rebuilt from them (never re-embedded).
         """
         layout = IndexLayout(Path(path))
         _recover_interrupted_save(layout.root)
         if not layout.root.is_dir():
             raise IndexFormatError(f"{layout.root} is not a directory; build an index there first")
-        manifest = Manifest.read(layout.manifest)
-        _check_encoder(manifest, encoder, model, layout.root)
-        if not layout.store.is_file():
-            raise IndexFormatError(f"{layout.root} has a manifest but no {layout.store.name}")
-        store = ExampleStore(layout.store, dim=manifest.dim)
+        Manifest.read(layout.manifest)  # a directory without a manifest gets no lock file
+        writer = None if read_only else WriterLock(layout.root)
         try:
-            stored_name, stored_dim = store.get_info("encoder"), store.get_info("dim")
-            if stored_name != manifest.encoder or stored_dim != str(manifest.dim):
-                raise IndexFormatError(
-                    f"{layout.store} was written by encoder {stored_name!r} (dim {stored_dim}), "
-                    f"but the manifest says {manifest.encoder!r} (dim {manifest.dim}); the index "
-                    "is inconsistent: rebuild it"
-                )
-            columns = _Columns(manifest.dim)
-            for batch in store.iter_batches():
-                columns.append(batch)
-        except sqlite3.DatabaseError as exc:
-            # Damage past the header only shows when the rows are read.
-            store.close()
-            raise IndexFormatError(
-                f"{layout.store} is damaged ({exc}); restore it from a copy or rebuild the index"
-            ) from exc
+            # Read again under the lock: a writer that saved meanwhile may have replaced it.
+            manifest = Manifest.read(layout.manifest)
+            _check_encoder(manifest, encoder, model, layout.root)
+            if not layout.store.is_file():
+                raise IndexFormatError(f"{layout.root} has a manifest but no {layout.store.name}")
+            store = ExampleStore(
+                layout.store, dim=manifest.dim, mode="read" if read_only else "write"
+            )
+            try:
+                columns = _read_columns(layout, manifest, store)
+                vectors, drift, recall = _load_vectors(layout, manifest, columns)
+            except BaseException:
+                store.close()
+                raise
         except BaseException:
-            store.close()
+            if writer is not None:
+                writer.release()
             raise
-        vectors = _load_vectors(layout, manifest, store, columns)
         return cls(
             store,
             encoder,
@@ -386,9 +433,81 @@ class ExampleIndex:
             vectors,
             columns,
             path=layout.root,
-            recall_at_10=manifest.recall_at_10,
+            recall_at_10=recall,
             device=device,
+            build=BuildParams(
+                factory=manifest.build_factory,
+                recall_target=manifest.recall_target,
+                seed=manifest.seed,
+            ),
+            writer=writer,
+            drift=drift,
         )
+
+    # -- lifetime --------------------------------------------------------------------------------
+    @property
+    def read_only(self) -> bool:
+        """Whether this index was opened with ``read_only=True``."""
+        return self._store.read_only
+
+    def close(self) -> None:
+        """Write a lagging vector file, close the store and release the writer lock.
+
+        Idempotent. The index cannot be used afterwards.
+        """
+        if self._closed:
+            return
+        try:
+            if self._writer is not None and self.path is not None and self._drift:
+                self._flush_vectors()
+        finally:
+            self._closed = True
+            self._store.close()
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None
+
+    def __enter__(self) -> ExampleIndex:
+        """Use the index in a ``with`` block; it is closed at the end."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the index (see :meth:`close`)."""
+        self.close()
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise ConfigError("this index is closed; load it again to use it")
+        if self.read_only:
+            raise ReadOnlyError(
+                f"{self.path} was opened read-only; load it without read_only=True (no other "
+                "writer may hold it) to change it"
+            )
+
+    def _follow_writer(self) -> None:
+        """Move a read-only index's snapshot to the writer's latest commit, if there is one."""
+        if not self.read_only or self._closed or self._lock.held_here():
+            return
+        if self._store.latest_generation() == self._snapshot:
+            return
+        with self._lock.write():
+            generation = self._store.pin_snapshot()
+            if generation == self._snapshot:
+                return
+            cols = self._columns
+            gone = np.setdiff1d(cols.rows[: cols.n][cols.alive[: cols.n]], self._store.live_rows())
+            last = int(cols.rows[cols.n - 1]) if cols.n else 0
+            if len(gone):
+                cols.kill(cols.slots_of_rows(gone).tolist())
+                self._vectors.remove(gone)
+                if self._lexical is not None:
+                    self._lexical.remove(gone)
+            for batch in self._store.iter_batches(after=last):
+                cols.append(batch)
+                self._vectors.add(batch.rows, batch.embeddings)
+                if self._lexical is not None:
+                    self._lexical.add(batch.rows, batch.inputs)
+            self._snapshot = generation
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -415,10 +534,12 @@ class ExampleIndex:
         return self._vectors.factory
 
     def __len__(self) -> int:
+        self._follow_writer()
         return self._columns.live
 
     def labels(self) -> dict[str, int]:
         """How many live examples carry each label."""
+        self._follow_writer()
         with self._lock.read():
             cols = self._columns
             codes = cols.label_codes[: cols.n][cols.alive[: cols.n]]
@@ -431,6 +552,7 @@ class ExampleIndex:
 
     def info(self) -> dict[str, Any]:
         """Statistics for ``kshot index info`` and ``GET /v1/index``."""
+        labels = self.labels()
         return {
             "path": None if self.path is None else str(self.path),
             "count": len(self),
@@ -439,7 +561,7 @@ class ExampleIndex:
             "factory": self.factory,
             "nprobe": self._vectors.nprobe,
             "recall_at_10": self.recall_at_10,
-            "labels": self.labels(),
+            "labels": labels,
             "fields": self.fields(),
             "kshot_version": __version__,
             "notes": self.notes(),
@@ -462,6 +584,7 @@ class ExampleIndex:
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
         """Hold the shared lock: selectors read a consistent state inside it."""
+        self._follow_writer()
         with self._lock.read():
             yield
 
@@ -478,6 +601,7 @@ class ExampleIndex:
 
         ``show_progress`` draws a progress bar while embedding (``None``: the encoder decides).
         """
+        self._check_writable()
         items = [as_example(row, i) for i, row in enumerate(examples)]
         if not items:
             return []
@@ -504,6 +628,8 @@ class ExampleIndex:
             self._vectors.add(rows, vectors)
             if self._lexical is not None:
                 self._lexical.add(rows, [ex.input for ex in items])
+            self._drift += len(rows)
+        self._flush_if_drifted()
         return ids
 
     def update(
@@ -515,38 +641,53 @@ class ExampleIndex:
         label: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Example:
-        """Change fields of one example; a new input is re-embedded. Returns the new example."""
-        with self._lock.write():
-            slot = self._slot_of(example_id)
-            old_row = int(self._columns.rows[slot])
-            current = self._store.fetch([old_row])[0]
-            changes: dict[str, Any] = {}
-            if input is not None:
-                changes["input"] = input
-            if output is not None:
-                changes["output"] = output
-            if label is not None:
-                changes["label"] = label
-            if metadata is not None:
-                changes["metadata"] = dict(metadata)
+        """Change fields of one example; a new input is re-embedded. Returns the new example.
+
+        The new input is encoded outside the write lock, so reads go on meanwhile; should another
+        write change the example in the meantime, the change is applied again to its new state.
+        """
+        self._check_writable()
+        changes: dict[str, Any] = {}
+        if input is not None:
+            changes["input"] = input
+        if output is not None:
+            changes["output"] = output
+        if label is not None:
+            changes["label"] = label
+        if metadata is not None:
+            changes["metadata"] = dict(metadata)
+        encoded: dict[str, Floats] = {}
+        while True:
+            with self._lock.read():
+                old_row = int(self._columns.rows[self._slot_of(example_id)])
+                current = self._store.fetch([old_row])[0]
             new = as_example(replace(current, **changes))
-            if new.input != current.input:
-                vector = self.encoder.encode([new.input])[0]
-            else:
-                vector = self._columns.vectors[slot].copy()
-            new_row = self._store.replace(old_row, new, vector)
-            self._columns.kill([slot])
-            rows = np.array([new_row], np.int64)
-            self._columns.append(_batch_of(rows, [new.id], [new], vector[None, :]))
-            self._vectors.remove(np.array([old_row], np.int64))
-            self._vectors.add(rows, vector[None, :])
-            if self._lexical is not None:
-                self._lexical.remove(np.array([old_row], np.int64))
-                self._lexical.add(rows, [new.input])
-            return new
+            if new.input != current.input and new.input not in encoded:
+                encoded[new.input] = self.encoder.encode([new.input])[0]
+            with self._lock.write():
+                slot = self._slot_of(example_id)
+                if int(self._columns.rows[slot]) != old_row:
+                    continue  # changed while we encoded: merge the change into its new state
+                vector = encoded.get(new.input)
+                if vector is None or new.input == current.input:
+                    vector = self._columns.vectors[slot].copy()
+                new_row = self._store.replace(old_row, new, vector)
+                self._columns.kill([slot])
+                rows = np.array([new_row], np.int64)
+                self._columns.append(_batch_of(rows, [new.id], [new], vector[None, :]))
+                self._vectors.remove(np.array([old_row], np.int64))
+                self._vectors.add(rows, vector[None, :])
+                if self._lexical is not None:
+                    self._lexical.remove(np.array([old_row], np.int64))
+                    self._lexical.add(rows, [new.input])
+                self._drift += 2
+                break
+        self._flush_if_drifted()
+        return new
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete examples by id; unknown ids raise and nothing is deleted. Returns the count."""
+        self._check_writable()
         with self._lock.write():
             unknown = [i for i in ids if i not in self._columns.slot_of_id]
             if unknown:
@@ -558,35 +699,67 @@ class ExampleIndex:
             self._vectors.remove(rows)
             if self._lexical is not None:
                 self._lexical.remove(rows)
-            return len(slots)
+            self._drift += len(rows)
+        self._flush_if_drifted()
+        return len(slots)
+
+    def _flush_if_drifted(self) -> None:
+        if self.path is not None and self._drift > drift_limit(len(self)):
+            self._flush_vectors()
+
+    def _flush_vectors(self) -> None:
+        """Rewrite the vector file and the manifest of the directory the index lives in."""
+        assert self.path is not None
+        with self._flush_lock:
+            with self._lock.write():
+                if self._vectors_need_rebuild():
+                    self._vectors, _ = self._rebuild_vectors()
+            # Writing the file only reads the index: searches go on, writes wait.
+            with self._lock.read():
+                self._store.checkpoint()
+                self._write_vectors_and_manifest(IndexLayout(self.path))
+                self._drift = 0
+
+    def _rebuild_vectors(self) -> tuple[VectorIndex, float | None]:
+        params = self._build_params
+        return _build_vectors(
+            self._columns, params.factory or self.factory, params.recall_target, params.seed
+        )
 
     def save(self, path: str | os.PathLike[str] | None = None, *, overwrite: bool = False) -> Path:
         """Persist the index atomically and return its directory.
 
         Saving to the directory the index lives in rewrites the vector file and the manifest (the
         store is already durable). Saving elsewhere writes a complete copy beside the target and
-        renames it into place; an existing index there is replaced only with ``overwrite``.
+        renames it into place; an existing index there is replaced only with ``overwrite``, and
+        only when no other writer holds it. The index then lives in (and holds the lock of) the
+        target.
         """
+        self._check_writable()
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ConfigError("this index has no directory yet: pass save(path)")
+        if self.path is not None and target.resolve() == self.path.resolve():
+            self._flush_vectors()
+            return target
         with self._lock.write():
             if self._vectors_need_rebuild():
-                self._vectors, _ = _build_vectors(self._columns, self.factory, 0.95, 0)
-            if self.path is not None and target.resolve() == self.path.resolve():
-                self._store.checkpoint()
-                self._write_vectors_and_manifest(IndexLayout(target))
-                return target
+                self._vectors, _ = self._rebuild_vectors()
             return self._save_copy(target, overwrite)
 
     def _save_copy(self, target: Path, overwrite: bool) -> Path:
         if target.exists() and not overwrite:
             raise ConfigError(f"{target} already exists; pass overwrite=True to replace it")
         target.parent.mkdir(parents=True, exist_ok=True)
+        # The target's own lock, so that no writer of the old index there is overwritten; the
+        # staging directory's, so that the new index is locked from the instant it goes live.
+        replaced = WriterLock(target) if target.is_dir() else None
         staging = Path(
             tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         )
+        writer: WriterLock | None = None
         try:
+            writer = WriterLock(staging)
             layout = IndexLayout(staging)
             self._store.backup_to(layout.store)
             self._write_vectors_and_manifest(layout)
@@ -598,7 +771,8 @@ class ExampleIndex:
                 fsync_dir(target.parent)
                 shutil.rmtree(staging, ignore_errors=True)
             else:
-                # Two renames; a crash between them leaves only `.old`, which load() restores.
+                # Two renames; a crash between them leaves only `.old` (still locked by us while
+                # we live), which load() restores.
                 old = _aside(target)
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(target, old)
@@ -607,10 +781,19 @@ class ExampleIndex:
                 shutil.rmtree(old, ignore_errors=True)
             fsync_dir(target.parent)
         except BaseException:
+            if writer is not None:
+                writer.release()
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        finally:
+            if replaced is not None:
+                replaced.release()
         self._store.close()
-        self._store = ExampleStore(IndexLayout(target).store, dim=self.dim)
+        self._store = ExampleStore(IndexLayout(target).store, dim=self.dim, mode="write")
+        if self._writer is not None:
+            self._writer.release()
+        self._writer = writer
+        self._drift = 0
         self.path = target
         return target
 
@@ -628,16 +811,20 @@ class ExampleIndex:
             vectors_sha256=digest,
             nprobe=self._vectors.nprobe,
             recall_at_10=self.recall_at_10,
+            build_factory=self._build_params.factory,
+            recall_target=self._build_params.recall_target,
+            seed=self._build_params.seed,
         )
         atomic_write_bytes(layout.manifest, manifest.to_json().encode("utf-8"))
 
     def _vectors_need_rebuild(self) -> bool:
-        cols = self._columns
-        return self._vectors.ntotal != cols.live or cols.dead > max(1000, cols.n // 4)
+        # Index types that cannot remove vectors (HNSW) only hide them; a file must not hold them.
+        return self._vectors.ntotal != self._columns.live
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, ids: Sequence[str]) -> list[Example]:
         """Return the examples with these ids, in order; an unknown id raises NotFoundError."""
+        self._follow_writer()
         with self._lock.read():
             slots = [self._slot_of(i) for i in ids]
             return self._store.fetch([int(self._columns.rows[s]) for s in slots])
@@ -648,6 +835,7 @@ class ExampleIndex:
 
     def __iter__(self) -> Iterator[Example]:
         """Every live example in insertion order; ones removed meanwhile are skipped."""
+        self._follow_writer()
         with self._lock.read():
             live = np.flatnonzero(self._columns.alive[: self._columns.n])
         for start in range(0, len(live), 1000):
@@ -687,7 +875,8 @@ class ExampleIndex:
             raise QueryError("query vectors contain NaN or infinity")
         return array
 
-    # The methods below are the selectors' view of the index; call them inside `reading()`.
+    # The methods below, with `reading`, `examples_at` and `encode_queries`, are the selectors'
+    # view of the index (kshot.selector.view.IndexView); call them inside `reading()`.
     @property
     def n_slots(self) -> int:
         """How many slots the columns use, tombstones included."""
@@ -808,20 +997,6 @@ class ExampleIndex:
                 self._lexical = lexical
             return self._lexical
 
-    def search(
-        self,
-        queries: str | Sequence[str],
-        k: int,
-        *,
-        filter: Filter | None = None,
-        exclude: Iterable[str] = (),
-    ) -> list[list[Scored]]:
-        """Nearest examples by cosine similarity for each query, filters applied before top-k."""
-        from kshot.selector.similarity import SimilaritySelector
-
-        texts = [queries] if isinstance(queries, str) else list(queries)
-        return SimilaritySelector(self).select_batch(texts, k, filter=filter, exclude=exclude)
-
 
 def _aside(target: Path) -> Path:
     """Where an overwriting save parks the old index while it renames the new one into place."""
@@ -834,12 +1009,19 @@ def _recover_interrupted_save(root: Path) -> None:
     if root.exists() or not IndexLayout(old).manifest.is_file():
         return
     try:
+        # A saver between its two renames still holds the lock of the index it set aside.
+        guard = WriterLock(old)
+    except IndexLockedError:
+        return
+    try:
         os.replace(old, root)
     except OSError:  # another process got there first, or the directory is read-only
         return
-    message = f"{root}: a save was interrupted; restored the previous index from {old.name}"
-    logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    finally:
+        guard.release()
+    logger.warning(
+        "%s: a save was interrupted; restored the previous index from %s", root, old.name
+    )
 
 
 def _check_unique_ids(items: Sequence[Example]) -> None:
@@ -889,20 +1071,54 @@ def _batch_of(rows: Ints, ids: list[str], items: Sequence[Example], vectors: Flo
     )
 
 
+@dataclass(frozen=True)
+class BuildParams:
+    """How the vector index was built, recorded in the manifest so that rebuilds do the same.
+
+    ``factory`` is the one asked for (``None``: chosen by size); the manifest's ``factory`` is the
+    one in use, which a small index may have had to scale down.
+    """
+
+    factory: str | None = None
+    recall_target: float = 0.95
+    seed: int = 0
+
+
 def _build_vectors(
-    columns: _Columns, factory: str, recall_target: float, seed: int
+    columns: _Columns, factory: str, recall_target: float, seed: int, problem: str = ""
 ) -> tuple[VectorIndex, float | None]:
+    """Build the vector index; a factory too big for the rows falls back with one warning.
+
+    ``problem`` (why the build happens, if not asked for) goes into that one warning, so that a
+    rebuild that also falls back says both in one line.
+    """
     live = np.flatnonzero(columns.alive[: columns.n])
     vectors = columns.vectors[live]
     rows = columns.rows[live]
-    index = VectorIndex.create(columns.dim, factory)
+    notes = [problem] if problem else []
+    fitted = fit_factory(factory, len(vectors))
+    if fitted != factory:
+        notes.append(
+            f"{factory} needs at least as many vectors as lists and there are {len(vectors)}: "
+            f"using {fitted}"
+        )
+    index = VectorIndex.create(columns.dim, fitted)
     rng = np.random.default_rng(seed)
     if not index.is_trained:
         # k-means needs about 40 points per list (FAISS warns below 39); more only costs time.
         size = min(len(vectors), max(40 * index.nlist, 10_000))
-        index.train(vectors[rng.choice(len(vectors), size=size, replace=False)])
+        try:
+            index.train(vectors[rng.choice(len(vectors), size=size, replace=False)])
+        except RuntimeError as exc:  # FAISS asserts: too few vectors for its codebooks
+            notes.append(
+                f"{fitted} cannot be trained on {len(vectors)} vectors "
+                f"({str(exc).strip().splitlines()[-1]}): using an exact index"
+            )
+            index = VectorIndex.create(columns.dim, "Flat")
+    if notes:
+        logger.warning("; ".join(notes))
     index.add(rows, vectors)
-    if index.is_trained and factory.startswith("IVF"):
+    if index.factory.startswith("IVF"):
         picks = rng.choice(
             len(vectors), size=min(len(vectors) // 2, _RECALL_QUERIES), replace=False
         )
@@ -930,14 +1146,33 @@ def _check_encoder(
         )
 
 
+def _read_columns(layout: IndexLayout, manifest: Manifest, store: ExampleStore) -> _Columns:
+    try:
+        stored_name, stored_dim = store.get_info("encoder"), store.get_info("dim")
+        if stored_name != manifest.encoder or stored_dim != str(manifest.dim):
+            raise IndexFormatError(
+                f"{layout.store} was written by encoder {stored_name!r} (dim {stored_dim}), "
+                f"but the manifest says {manifest.encoder!r} (dim {manifest.dim}); the index "
+                "is inconsistent: rebuild it"
+            )
+        columns = _Columns(manifest.dim)
+        for batch in store.iter_batches():
+            columns.append(batch)
+    except sqlite3.DatabaseError as exc:
+        # Damage past the header only shows when the rows are read.
+        raise IndexFormatError(
+            f"{layout.store} is damaged ({exc}); restore it from a copy or rebuild the index"
+        ) from exc
+    return columns
+
+
 def _load_vectors(
-    layout: IndexLayout, manifest: Manifest, store: ExampleStore, columns: _Columns
-) -> VectorIndex:
+    layout: IndexLayout, manifest: Manifest, columns: _Columns
+) -> tuple[VectorIndex, int, float | None]:
+    """The vector index in step with ``columns``, how many rows the file lagged, its recall."""
     problem: str | None = None
     if not layout.vectors.is_file():
         problem = "is missing"
-    elif manifest.generation != store.generation or manifest.count != columns.live:
-        problem = "is out of date with the example store"
     elif sha256(layout.vectors) != manifest.vectors_sha256:
         problem = "does not match its checksum (corrupt)"
     if problem is None:
@@ -946,16 +1181,45 @@ def _load_vectors(
         except IndexFormatError:
             problem = "cannot be read by FAISS"
         else:
-            if vectors.ntotal == columns.live and vectors.dim == manifest.dim:
-                return vectors
-            problem = "holds a different number of vectors than the store"
-    message = (
-        f"{layout.vectors} {problem}; rebuilding it from the stored embeddings "
-        "(no re-embedding). Save the index to keep the rebuilt file."
+            drift = _reconcile(vectors, columns) if vectors.dim == manifest.dim else None
+            if drift is not None:
+                return vectors, drift, manifest.recall_at_10
+            problem = "does not hold vectors this index can use"
+    rebuilt, recall = _build_vectors(
+        columns,
+        manifest.build_factory or manifest.factory,
+        manifest.recall_target,
+        manifest.seed,
+        problem=f"{layout.vectors} {problem}; rebuilt it from the stored embeddings "
+        "(no re-embedding)",
     )
-    logger.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
-    rebuilt, _ = _build_vectors(columns, manifest.factory, 0.95, 0)
-    if rebuilt.factory.startswith("IVF") and manifest.nprobe:
-        rebuilt.nprobe = max(rebuilt.nprobe or 1, manifest.nprobe)
-    return rebuilt
+    if rebuilt.factory == manifest.factory and manifest.nprobe:
+        rebuilt.nprobe = min(rebuilt.nlist, max(rebuilt.nprobe or 1, manifest.nprobe))
+    return rebuilt, columns.live, recall
+
+
+def _reconcile(vectors: VectorIndex, columns: _Columns) -> int | None:
+    """Make ``vectors`` hold exactly the live rows: add the missing, remove the extra.
+
+    Rows are never reused (an update writes a new row), so a row the file holds has the vector
+    stored for it; only the set of rows can differ. Returns how many rows changed, or ``None``
+    where the file's rows cannot be listed or it would need rebuilding anyway.
+    """
+    held = vectors.row_ids()
+    if held is None:
+        return None
+    cols = columns
+    live_slots = np.flatnonzero(cols.alive[: cols.n])
+    live = cols.rows[live_slots]
+    extra = np.setdiff1d(held, live)
+    missing = ~np.isin(live, held)
+    if len(extra) > len(live) or missing.sum() > max(len(live) // 2, drift_limit(0)):
+        return None  # mostly another state: a clean rebuild is cheaper and tighter
+    if len(extra):
+        vectors.remove(extra)
+    if missing.any():
+        vectors.add(live[missing], cols.vectors[live_slots[missing]])
+    changed = len(extra) + int(missing.sum())
+    if changed:
+        logger.info("%d vector rows differed from the store; brought up to date", changed)
+    return changed

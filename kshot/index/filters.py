@@ -28,8 +28,30 @@ LABEL_FIELD = "label"
 
 
 def normalize_text(text: str) -> str:
-    """The form in which two inputs count as the same text: NFKC, case-folded, spaces folded."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    """The form in which two inputs count as the same text.
+
+    NFKC, case-folded, punctuation turned into spaces, spaces folded: ``"My card hasn't
+    arrived."`` and ``"my card hasn't  arrived"`` are the same text. Punctuation becomes a space
+    rather than nothing so that ``"well-known"`` matches ``"well known"``.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold().translate(_PUNCTUATION_TO_SPACE)
+    return " ".join(folded.split())
+
+
+class _PunctuationToSpace(dict[int, int]):
+    """A ``str.translate`` table mapping Unicode punctuation (categories P*) to a space.
+
+    Filled on demand, one entry per code point seen, so that a lookup is a C dict hit after the
+    first time; a full table would take seconds to build at import.
+    """
+
+    def __missing__(self, code: int) -> int:
+        value = 0x20 if unicodedata.category(chr(code)).startswith("P") else code
+        self[code] = value
+        return value
+
+
+_PUNCTUATION_TO_SPACE = _PunctuationToSpace()
 
 
 def value_key(value: Any) -> str:

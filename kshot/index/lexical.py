@@ -3,10 +3,8 @@ r"""Lexical index behind the ``jaccard`` and ``bm25`` selectors.
 Tokenisation
 ------------
 A text is normalised with Unicode NFKC, then case-folded (``str.casefold``); its words are
-``re.findall(r"\w+", text)`` (Unicode letters, digits and underscore). With ``ngram=n`` the
-tokens are the words plus every run of 2..n consecutive words joined with one space
-(``ngram_range=(1, n)``). :func:`tokenize` is that function; the index uses it for documents and
-queries alike.
+``re.findall(r"\w+", text)`` (Unicode letters, digits and underscore). :func:`tokenize` is that
+function; the index uses it for documents and queries alike.
 
 Structure
 ---------
@@ -16,12 +14,13 @@ each holds its documents' term sets (doc-major, with term frequencies for BM25) 
 inverted postings (term-major), as flat numpy arrays. :meth:`LexicalIndex.add` appends a
 segment, :meth:`LexicalIndex.remove` only marks tombstones; segments are merged (dropping the
 tombstoned documents) LSM-style when a newer segment grows close to its predecessor's size, or
-when there are more than ``max_segments``, and all at once on :meth:`LexicalIndex.compact`.
+when there are more than ``max_segments``.
 
 Jaccard is exact over token *sets* and incremental: a query reads only the postings of its own
 tokens, so it touches only the documents that share a token with it.
 
-BM25 is scored by the ``bm25s`` library, whose IDF is global to the corpus. Its index is rebuilt
+BM25 (Lucene variant, ``k1 = 1.5``, ``b = 0.75``) is scored by the ``bm25s`` library, whose IDF
+is global to the corpus. Its index is rebuilt
 lazily, on the first BM25 query after a write (logged at DEBUG), from the stored term
 frequencies; Jaccard queries never wait for it.
 
@@ -46,17 +45,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kshot.errors import ConfigError, DataError, NotFoundError, QueryError
-from kshot.selector._math import top_k
+from kshot._ranking import check_k, top_k
+from kshot.errors import ConfigError, DataError, NotFoundError
 
-__all__ = ["BM25_METHODS", "LexicalIndex", "tokenize"]
+__all__ = ["LexicalIndex", "tokenize"]
 
 logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\w+")
-
-BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
-"""The BM25 variants ``bm25s`` implements; ``lucene`` is the default."""
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -67,21 +63,14 @@ IdFilter = npt.ArrayLike | None
 BatchIdFilter = npt.NDArray[Any] | Sequence[npt.ArrayLike | None] | None
 
 
-def tokenize(text: str, ngram: int = 1) -> list[str]:
-    r"""Tokens of ``text``: NFKC, casefold, ``\w+`` words, plus word n-grams up to ``ngram``.
+def tokenize(text: str) -> list[str]:
+    r"""Tokens of ``text``: NFKC, casefold, ``\w+`` words.
 
-    >>> tokenize("The ﬁrst  Café-au-lait", ngram=2)
-    ['the', 'first', 'café', 'au', 'lait', 'the first', 'first café', 'café au', 'au lait']
+    >>> tokenize("The ﬁrst  Café-au-lait")
+    ['the', 'first', 'café', 'au', 'lait']
     """
-    if ngram < 1:
-        raise ConfigError(f"ngram must be >= 1, got {ngram}")
     words: list[str] = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
-    if ngram == 1:
-        return words
-    out = list(words)
-    for n in range(2, ngram + 1):
-        out.extend(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-    return out
+    return words
 
 
 def _sorted_ids(ids: npt.ArrayLike) -> I64:
@@ -191,10 +180,6 @@ class LexicalIndex:
     """Token-set Jaccard and BM25 over documents keyed by increasing int64 row ids.
 
     Args:
-        ngram: word n-grams up to this length are tokens too (see :func:`tokenize`).
-        k1: BM25 term-frequency saturation.
-        b: BM25 length normalisation, in ``[0, 1]``.
-        method: the ``bm25s`` variant, one of :data:`BM25_METHODS`.
         merge_factor: a segment is merged into its predecessor once it holds at least
             ``1 / merge_factor`` of the predecessor's documents.
         max_segments: more segments than this triggers a merge of the smallest neighbours.
@@ -206,29 +191,13 @@ class LexicalIndex:
     def __init__(
         self,
         *,
-        ngram: int = 1,
-        k1: float = 1.5,
-        b: float = 0.75,
-        method: str = "lucene",
         merge_factor: int = 2,
         max_segments: int = 16,
     ) -> None:
-        if ngram < 1:
-            raise ConfigError(f"ngram must be >= 1, got {ngram}")
-        if not k1 >= 0:
-            raise ConfigError(f"BM25 k1 must be >= 0, got {k1}")
-        if not 0 <= b <= 1:
-            raise ConfigError(f"BM25 b must be in [0, 1], got {b}")
-        if method not in BM25_METHODS:
-            raise ConfigError(f"unknown BM25 method {method!r}; choose one of {BM25_METHODS}")
         if merge_factor < 1 or max_segments < 1:
             raise ConfigError(
                 f"merge_factor and max_segments must be >= 1, got {merge_factor}, {max_segments}"
             )
-        self.ngram = ngram
-        self.k1 = float(k1)
-        self.b = float(b)
-        self.method = method
         self.merge_factor = merge_factor
         self.max_segments = max_segments
         self._vocab: dict[str, int] = {}
@@ -246,11 +215,6 @@ class LexicalIndex:
     def __len__(self) -> int:
         """Number of live (not removed) documents."""
         return self._n_live
-
-    @property
-    def n_segments(self) -> int:
-        """Number of segments currently held."""
-        return len(self._segments)
 
     def add(self, rowids: npt.ArrayLike, texts: Sequence[str]) -> None:
         """Index ``texts`` under ``rowids``: strictly increasing, above every id added before.
@@ -275,7 +239,7 @@ class LexicalIndex:
         flat: list[int] = []
         lengths = np.empty(ids.shape[0], dtype=np.int64)
         for i, text in enumerate(texts):
-            toks = tokenize(text, self.ngram)
+            toks = tokenize(text)
             flat.extend([vocab.setdefault(t, len(vocab)) for t in toks])
             lengths[i] = len(toks)
         n = ids.shape[0]
@@ -293,7 +257,7 @@ class LexicalIndex:
         self._maybe_merge()
 
     def remove(self, rowids: npt.ArrayLike) -> None:
-        """Remove documents (tombstones; the space is reclaimed by merges and :meth:`compact`).
+        """Remove documents (tombstones; the space is reclaimed when segments merge).
 
         Raises:
             NotFoundError: an id that is not live in the index (nothing is removed then).
@@ -319,12 +283,6 @@ class LexicalIndex:
             seg.n_dead += int(pos.shape[0])
         self._n_live -= int(ids.shape[0])
         self._after_write()
-
-    def compact(self) -> None:
-        """Merge every segment into one and drop the removed documents."""
-        if len(self._segments) > 1 or any(s.n_dead for s in self._segments):
-            self._segments = self._merge(self._segments)
-            self._live_cache = None
 
     def _after_write(self) -> None:
         self._live_cache = None
@@ -378,6 +336,23 @@ class LexicalIndex:
             ).astype(np.int64, copy=False)
         return self._live_cache
 
+    def document_frequencies(self, tokens: Sequence[str]) -> dict[str, int]:
+        """How many live documents hold each token (0 for tokens no document has).
+
+        Read from the postings, so the cost is that of the tokens' postings, not of the corpus.
+        """
+        vocab = self._vocab
+        out = dict.fromkeys(tokens, 0)
+        for token in out:
+            term = vocab.get(token)
+            if term is None:
+                continue
+            terms = np.asarray([term], dtype=np.int64)
+            for seg in self._segments:
+                docs = seg.postings(terms)
+                out[token] += int(seg.alive[docs].sum()) if seg.n_dead else int(docs.shape[0])
+        return out
+
     def _fill(
         self, got_ids: I64, got_scores: F64, k: int, allowed: I64 | None, exclude: I64 | None
     ) -> Result:
@@ -399,15 +374,14 @@ class LexicalIndex:
         )
 
     def _query_terms(self, query: str) -> tuple[I64, int]:
-        toks = set(tokenize(query, self.ngram))
+        toks = set(tokenize(query))
         vocab = self._vocab
         known = sorted(vocab[t] for t in toks if t in vocab)
         return np.asarray(known, dtype=np.int64), len(toks)
 
     @staticmethod
     def _check(k: int, allowed: IdFilter, exclude: IdFilter) -> tuple[I64 | None, I64 | None]:
-        if k < 1:
-            raise QueryError(f"k must be >= 1, got {k}")
+        check_k(k)
         return (
             None if allowed is None else _sorted_ids(allowed),
             None if exclude is None else _sorted_ids(exclude),
@@ -542,7 +516,7 @@ class LexicalIndex:
                 corpus.extend(flat[a:b] for a, b in itertools.pairwise(bounds))
             logger.debug("rebuilding the BM25 index over %d documents", len(corpus))
             if any(corpus):  # bm25s needs at least one token (its average length divides)
-                retriever = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+                retriever = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
                 retriever.index((corpus, dict(self._vocab)), show_progress=False)
                 self._bm25 = retriever
             else:
@@ -571,7 +545,7 @@ class LexicalIndex:
             scores = np.zeros(rowids.shape[0])
         else:
             vocab = self._vocab
-            q_ids = [vocab[t] for t in tokenize(query, self.ngram) if t in vocab]
+            q_ids = [vocab[t] for t in tokenize(query) if t in vocab]
             scores = np.asarray(retriever.get_scores_from_ids(q_ids), dtype=np.float64)
         if allow is None and excl is None:
             sel = top_k(scores, k, ids=rowids)

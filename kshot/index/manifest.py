@@ -73,6 +73,11 @@ class Manifest:
     vectors_sha256: str
     nprobe: int | None = None
     recall_at_10: float | None = None
+    #: What the build asked for, which rebuilds repeat: the factory (``None``: chosen by size;
+    #: ``factory`` above is the one in use), the recall@10 target of IVF tuning and the seed.
+    build_factory: str | None = None
+    recall_target: float = 0.95
+    seed: int = 0
     normalized: bool = True
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -93,6 +98,14 @@ class Manifest:
         recall = self.recall_at_10
         ok = recall is None or (isinstance(recall, (int, float)) and not isinstance(recall, bool))
         _check_field("recall_at_10", recall, ok, "null or a number")
+        built = self.build_factory
+        _check_field("build_factory", built, built is None or isinstance(built, str), "a string")
+        target = self.recall_target
+        ok = isinstance(target, (int, float)) and not isinstance(target, bool)
+        _check_field("recall_target", target, ok and 0 < target <= 1, "a number in (0, 1]")
+        seed = self.seed
+        ok = isinstance(seed, int) and not isinstance(seed, bool)
+        _check_field("seed", seed, ok, "a whole number")
         _check_field("normalized", self.normalized, isinstance(self.normalized, bool), "a boolean")
         _check_field("extra", self.extra, isinstance(self.extra, dict), "an object")
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,10 @@ import numpy.typing as npt
 from kshot.errors import DataError, IndexFormatError
 from kshot.types import Example
 
-__all__ = ["ExampleStore", "StoredBatch"]
+__all__ = ["ExampleStore", "StoreMode", "StoredBatch"]
+
+#: ``create`` a new store, or open an existing one to ``write`` or to ``read`` only.
+StoreMode = Literal["create", "write", "read"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS examples (
@@ -61,21 +64,97 @@ def _dump_metadata(example: Example, position: int) -> str:
 
 
 class ExampleStore:
-    """SQLite storage of examples and their embeddings; ``path=None`` keeps it in memory."""
+    """SQLite storage of examples and their embeddings; ``path=None`` keeps it in memory.
 
-    def __init__(self, path: Path | None, *, dim: int) -> None:
+    ``mode`` says what ``path`` is: ``"create"`` a new store (the schema is made), ``"write"`` or
+    ``"read"`` an existing kshot store, checked before anything is written to it, so that a
+    foreign or empty SQLite file is refused untouched. A ``"read"`` store never writes
+    (``PRAGMA query_only``) and reads one pinned snapshot from the moment it opens, until
+    :meth:`pin_snapshot` moves it to the latest commit.
+    """
+
+    def __init__(self, path: Path | None, *, dim: int, mode: StoreMode = "create") -> None:
         self.path = path
         self.dim = dim
+        self.read_only = mode == "read"
         self._lock = threading.RLock()
+        self._probe: sqlite3.Connection | None = None
+        self._pinned = False
         target = ":memory:" if path is None else str(path)
+        if path is not None and mode != "create":
+            _check_not_empty(path)
         try:
             self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-            if path is not None:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(f"{target} is not a kshot example store: {exc}") from exc
+        try:
+            if mode == "create":
+                if path is not None:
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    self._conn.execute("PRAGMA synchronous=FULL")
+                self._conn.executescript(_SCHEMA)
+            else:
+                self._check_schema(target)
+                if self.read_only:
+                    self._conn.execute("PRAGMA query_only=ON")
+                    # Pinned before the caller reads anything, so all its reads agree.
+                    self.pin_snapshot()
+                else:
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    self._conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise IndexFormatError(f"{target} is not a kshot example store: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _check_schema(self, target: str) -> None:
+        found = {
+            name: sql
+            for name, sql in self._conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type='table'"
+            )
+        }
+        missing = [t for t in ("examples", "info") if t not in found]
+        if missing:
+            raise IndexFormatError(
+                f"{target} is an SQLite database but not a kshot example store (it has no "
+                f"{' or '.join(repr(t) for t in missing)} table); restore the index's "
+                "examples.db from a copy or rebuild the index"
+            )
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def pin_snapshot(self) -> int:
+        """Start (or restart) a read transaction: reads see one committed state until the next pin.
+
+        Returns the generation of that state. In WAL mode a writer in another process goes on
+        committing meanwhile; this connection keeps reading the pinned state.
+        """
+        with self._lock:
+            if self._pinned:
+                self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN")
+            self._pinned = True
+            # The first read inside BEGIN is what fixes the snapshot.
+            return self.generation
+
+    def latest_generation(self) -> int:
+        """The generation last committed by anyone, read outside the pinned snapshot."""
+        with self._lock:
+            if self._probe is None:
+                self._probe = sqlite3.connect(
+                    str(self.path), check_same_thread=False, isolation_level=None
+                )
+                self._probe.execute("PRAGMA query_only=ON")
+            found = self._probe.execute("SELECT value FROM info WHERE key='generation'").fetchone()
+        return 0 if found is None else int(found[0])
+
+    def live_rows(self) -> npt.NDArray[np.int64]:
+        """Every stored row, ascending."""
+        with self._lock:
+            found = self._conn.execute("SELECT row FROM examples ORDER BY row").fetchall()
+        return np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
 
     # -- info ------------------------------------------------------------------------------------
     def get_info(self, key: str) -> str | None:
@@ -233,9 +312,9 @@ class ExampleStore:
                     )
         return [found[r] for r in wanted]
 
-    def iter_batches(self, batch_size: int = 50_000) -> Iterator[StoredBatch]:
-        """Yield every stored row in row order, in batches, embeddings included."""
-        last = 0
+    def iter_batches(self, batch_size: int = 50_000, *, after: int = 0) -> Iterator[StoredBatch]:
+        """Yield every stored row above ``after`` in row order, in batches, embeddings included."""
+        last = after
         while True:
             with self._lock:
                 records = self._conn.execute(
@@ -274,12 +353,32 @@ class ExampleStore:
             os.fsync(handle.fileno())
 
     def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database file."""
+        """Fold the write-ahead log into the database file, as far as readers allow.
+
+        PASSIVE, not TRUNCATE: a read-only opener in another process may hold a snapshot, and
+        TRUNCATE would wait for it (the busy timeout) on every save.
+        """
         if self.path is not None:
             with self._lock:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections (a pinned snapshot ends)."""
         with self._lock:
             self._conn.close()
+            if self._probe is not None:
+                self._probe.close()
+
+
+def _check_not_empty(path: Path) -> None:
+    """Refuse a 0-byte file, which SQLite would take for a new, empty database."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise IndexFormatError(f"cannot read {path}: {exc.strerror}") from exc
+    wal = path.with_name(path.name + "-wal")
+    if size == 0 and (not wal.exists() or wal.stat().st_size == 0):
+        raise IndexFormatError(
+            f"{path} is empty (0 bytes), not a kshot example store; restore it from a copy "
+            "or rebuild the index"
+        )

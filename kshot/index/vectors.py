@@ -20,10 +20,10 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from kshot._ranking import top_k
 from kshot.errors import ConfigError, IndexFormatError
-from kshot.selector._math import top_k
 
-__all__ = ["APPROX_THRESHOLD", "VectorIndex", "choose_factory", "exact_search"]
+__all__ = ["APPROX_THRESHOLD", "VectorIndex", "choose_factory", "exact_search", "fit_factory"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,20 @@ def choose_factory(n: int) -> str:
     # search scans nprobe/nlist of the vectors; this keeps both low at a million rows.
     nlist = 2 ** round(math.log2(2 * math.sqrt(n)))
     return f"IVF{nlist},Flat"
+
+
+def fit_factory(factory: str, n: int) -> str:
+    """``factory`` scaled down to ``n`` vectors: FAISS cannot train more IVF lists than vectors.
+
+    With fewer vectors than lists, an ``IVF`` factory keeps one list per 39 vectors (FAISS's
+    minimum for a stable k-means), or becomes exact ``Flat`` below two such lists, where a scan
+    of so few vectors costs nothing. Other factories are returned unchanged.
+    """
+    head, sep, rest = factory.partition(",")
+    if not head.startswith("IVF") or not head[3:].isdigit() or n >= int(head[3:]):
+        return factory
+    lists = n // 39
+    return f"IVF{lists}{sep}{rest}" if lists >= 2 else "Flat"
 
 
 def exact_search(
@@ -163,6 +177,30 @@ class VectorIndex:
                 np.ascontiguousarray(vectors, dtype=np.float32),
                 np.ascontiguousarray(rows, dtype=np.int64),
             )
+
+    def row_ids(self) -> Ints | None:
+        """The sorted rows the index holds (hidden ones left out), or ``None`` if unlistable."""
+        index = faiss.downcast_index(self._index)
+        if hasattr(index, "id_map"):
+            held = faiss.vector_to_array(index.id_map).astype(np.int64)
+        else:
+            try:
+                ivf = faiss.extract_index_ivf(self._index)
+            except RuntimeError:
+                return None
+            lists: Any = ivf.invlists
+            parts = [np.empty(0, np.int64)]
+            for i in range(ivf.nlist):
+                size = lists.list_size(i)
+                if size:
+                    ids = lists.get_ids(i)
+                    parts.append(faiss.rev_swig_ptr(ids, size).astype(np.int64))
+                    lists.release_ids(i, ids)
+            held = np.concatenate(parts)
+        held = np.sort(held)
+        if self._dead:
+            held = np.setdiff1d(held, np.fromiter(self._dead, np.int64, len(self._dead)))
+        return held
 
     def remove(self, rows: Ints) -> None:
         """Remove rows; index types that cannot remove hide them from searches instead."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kshot._ranking import check_k
 from kshot.errors import ConfigError, DataError, QueryError, missing_extra
 from kshot.index.encoder import Encoder
 from kshot.index.example_index import ExampleIndex
-from kshot.selector.base import BaseSelector, SelectorSpec, build_selector, check_k
+from kshot.selector.base import BaseSelector, SelectorSpec, build_selector
 from kshot.types import Example, Scored
 
 try:
@@ -44,7 +45,7 @@ class KshotExampleSelector(BaseExampleSelector, BaseModel):
     """The registered selector name (see ``kshot.available_selectors()``)."""
 
     params: dict[str, Any] = Field(default_factory=dict)
-    """The selector's parameters, validated when this object is created."""
+    """The selector's parameters by name (``{"lambda": 0.3}``), validated on creation."""
 
     k: int = 4
     """How many examples to select."""

@@ -1,7 +1,8 @@
 """Language models to feed assembled prompts to: a local transformers model or an HTTP endpoint.
 
-``TransformersLM`` and ``OpenAICompatibleLM`` are imported lazily, so that importing
-``kshot.model`` does not import torch or transformers.
+``TransformersLM``, ``OpenAICompatibleLM`` and ``SoftPromptLM`` are imported lazily, so that
+importing ``kshot.model`` does not import torch or transformers. :func:`predict_labels` turns any
+model's label scores (or generations) into one class per prompt.
 """
 
 from __future__ import annotations
@@ -9,18 +10,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kshot.model.base import LanguageModel, PromptInput, calibrate, log_softmax
+from kshot.model.labels import predict_labels
 
 if TYPE_CHECKING:
     from kshot.model.openai_compat import OpenAICompatibleLM
+    from kshot.model.soft_prompt import SoftPromptLM
     from kshot.model.transformers_lm import TransformersLM
 
 __all__ = [
     "LanguageModel",
     "OpenAICompatibleLM",
     "PromptInput",
+    "SoftPromptLM",
     "TransformersLM",
     "calibrate",
     "log_softmax",
+    "predict_labels",
 ]
 
 
@@ -33,4 +38,8 @@ def __getattr__(name: str) -> Any:
         from kshot.model.openai_compat import OpenAICompatibleLM
 
         return OpenAICompatibleLM
+    if name == "SoftPromptLM":
+        from kshot.model.soft_prompt import SoftPromptLM
+
+        return SoftPromptLM
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

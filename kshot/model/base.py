@@ -34,6 +34,11 @@ class LanguageModel(Protocol):
     ``generate`` returns only the new text of each prompt (greedy decoding). ``score_labels``
     returns, for each prompt and each label, the total log-probability of the label's tokens as
     a continuation of the prompt: an array of shape ``(n_prompts, n_labels)``.
+
+    These two methods are all that :func:`~kshot.model.predict_labels` and the benchmarks call
+    through the protocol: contextual calibration scores the content-free prompts with the same
+    ``score_labels`` and combines both with :func:`calibrate`, so a backend need not implement
+    it (``TransformersLM.score_labels`` also accepts ``calibrate_with`` as a convenience).
     """
 
     @property

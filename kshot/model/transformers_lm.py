@@ -23,7 +23,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from kshot.model.base import (
     cut_at_stop,
     is_single_prompt,
 )
+from kshot.model.generation import FinishReason, Generation, GenerationOptions, StopScanner
 
 __all__ = ["TransformersLM"]
 
@@ -453,6 +454,113 @@ class TransformersLM:
                 )[:, ids.shape[1] :]
                 texts.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
         return [cut_at_stop(t, stop) for t in texts]
+
+    def complete(self, prompt: PromptInput, options: GenerationOptions) -> Generation:
+        """Continue one prompt (greedy or sampled, see :class:`GenerationOptions`)."""
+        stream = self.stream(prompt, options)
+        text = "".join(stream)
+        return stream.result(text)
+
+    def stream(self, prompt: PromptInput, options: GenerationOptions) -> GenerationStream:
+        """Continue one prompt token by token: iterate the result for the new text's pieces.
+
+        Stop sequences are cut across pieces (nothing after, or of, the stop is yielded); after
+        the iteration ends, the stream's ``finish_reason`` and token counts are set.
+        """
+        return GenerationStream(self, prompt, options)
+
+    def _eos_ids(self) -> set[int]:
+        return {
+            int(t)
+            for t in (
+                self.tokenizer.eos_token_id,
+                *_as_list(getattr(self.model.generation_config, "eos_token_id", None)),
+            )
+            if t is not None
+        }
+
+
+class GenerationStream:
+    """The pieces of one continuation as they are decoded (see :meth:`TransformersLM.stream`).
+
+    The decode loop feeds one token at a time through the model with its key/value cache, so
+    each piece is yielded as soon as its token is chosen. Text is decoded from all new tokens so
+    far and the difference emitted, which keeps multi-byte characters split over tokens whole.
+    """
+
+    def __init__(self, lm: TransformersLM, prompt: PromptInput, options: GenerationOptions):
+        self.options = options
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.finish_reason: FinishReason = "length"
+        self._lm = lm
+        self._prompt = prompt
+        self._pieces = self._run()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def result(self, text: str) -> Generation:
+        """The finished generation whose whole text is ``text`` (call after iterating)."""
+        return Generation(text, self.finish_reason, self.prompt_tokens, self.completion_tokens)
+
+    def _run(self) -> Iterator[str]:
+        import torch
+
+        lm, opts = self._lm, self.options
+        ids = lm._encode(*lm.prompt_text(self._prompt))
+        if not ids:
+            raise ConfigError("cannot continue an empty prompt with no BOS token")
+        self.prompt_tokens = len(ids)
+        eos = lm._eos_ids()
+        generator = torch.Generator().manual_seed(lm.seed if opts.seed is None else opts.seed)
+        scanner = StopScanner(opts.stop)
+        new: list[int] = []
+        decoded = ""
+        past: Any = None
+        step_ids = torch.tensor([ids], device=lm.device)
+        with torch.inference_mode():
+            for _ in range(opts.max_new_tokens):
+                out = lm.model(input_ids=step_ids, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                token = _next_token(out.logits[0, -1], opts, generator)
+                if token in eos:
+                    self.finish_reason = "stop"
+                    break
+                new.append(token)
+                self.completion_tokens = len(new)
+                step_ids = torch.tensor([[token]], device=lm.device)
+                text = lm.tokenizer.decode(new, skip_special_tokens=True)
+                if text.endswith("\ufffd"):
+                    continue  # a character split over tokens: wait for its other bytes
+                piece = scanner.feed(text[len(decoded) :])
+                decoded = text
+                if piece:
+                    yield piece
+                if scanner.stopped:
+                    self.finish_reason = "stop"
+                    return
+        rest = scanner.flush()
+        if rest:
+            yield rest
+
+
+def _next_token(logits: Any, options: GenerationOptions, generator: Any) -> int:
+    """Pick the next token: argmax at temperature 0, else a nucleus sample."""
+    import torch
+
+    if options.temperature == 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float().cpu() / options.temperature, dim=-1)
+    if options.top_p < 1:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # keep the smallest prefix reaching top_p: a token stays if the mass before it is short
+        keep = (torch.cumsum(sorted_probs, 0) - sorted_probs) < options.top_p
+        probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 class _LabelTrie:

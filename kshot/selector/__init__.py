@@ -1,8 +1,8 @@
 """Selectors: strategies that pick the k examples that help a model most, by registered name."""
 
+from kshot.selector.balanced import BalancedParams
 from kshot.selector.base import (
     BaseSelector,
-    Param,
     Selector,
     SelectorSpec,
     available_selectors,
@@ -10,14 +10,31 @@ from kshot.selector.base import (
     register,
     selector_class,
 )
+from kshot.selector.coverage import CoverageParams
+from kshot.selector.dpp import DPPParams
+from kshot.selector.hybrid import HybridParams
+from kshot.selector.mmr import MMRParams
+from kshot.selector.params import Param, SelectorParams, param
+from kshot.selector.randomized import RandomParams
+from kshot.selector.view import IndexView, LexicalView
 
 __all__ = [
+    "BalancedParams",
     "BaseSelector",
+    "CoverageParams",
+    "DPPParams",
+    "HybridParams",
+    "IndexView",
+    "LexicalView",
+    "MMRParams",
     "Param",
+    "RandomParams",
     "Selector",
+    "SelectorParams",
     "SelectorSpec",
     "available_selectors",
     "build_selector",
+    "param",
     "register",
     "selector_class",
 ]

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kshot.errors import ConfigError, UnknownSelectorError
-from kshot.index.example_index import ExampleIndex, Mask
-from kshot.selector.base import (
-    BaseSelector,
-    Param,
-    available_selectors,
-    register,
-    selector_class,
-)
+from kshot.index.filters import LABEL_FIELD, filter_values, normalize_text
+from kshot.selector.base import BaseSelector, available_selectors, register, selector_class
+from kshot.selector.params import SelectorParams, param
+from kshot.selector.view import IndexView
+from kshot.types import Filter, Scored
 
-__all__ = ["BalancedSelector"]
+__all__ = ["BalancedParams", "BalancedSelector"]
+
+
+@dataclass(frozen=True)
+class BalancedParams(SelectorParams):
+    """Parameters of ``balanced``; ``dedupe_threshold`` is handed to the base strategy."""
+
+    base: str = param("similarity", "the strategy that ranks candidates")
+    fetch_k: int = param(
+        50, "candidates the base strategy ranks (at least k)", minimum=1, maximum=10_000
+    )
+    ensure_labels: tuple[str, ...] = param((), "labels to include whenever an example has them")
 
 
 @register("balanced")
@@ -24,20 +33,23 @@ class BalancedSelector(BaseSelector):
 
     The base strategy ranks ``fetch_k`` candidates; picks then go round-robin over labels in the
     order of each label's best candidate, so k picks span min(k, labels among candidates) labels.
-    Labels in ``ensure_labels`` are searched for directly when the pool lacks them. The result is
-    ranked by the base strategy's score.
+    Labels in ``ensure_labels`` are searched for directly (the base strategy with a label filter)
+    when the pool lacks them. The result is ranked by the base strategy's score.
+
+    The base strategy is used through its public ``select_batch`` only, with its own defaults
+    and this selector's ``dedupe_threshold``; each of its calls reads the index on its own, so a
+    write landing between the pool and an ensured label's search is seen by the latter only.
     """
 
     description = "round-robin over labels around a base strategy"
-    params = (
-        Param("base", str, "similarity", "the strategy that ranks candidates"),
-        Param("fetch_k", int, 50, "candidates the base strategy ranks (at least k)", 1, 10_000),
-        Param("ensure_labels", list, [], "labels to include whenever an example has them"),
-    )
+    Params = BalancedParams
+    params: BalancedParams
 
-    def __init__(self, index: ExampleIndex, **params: Any) -> None:
-        super().__init__(index, **params)
-        base = self.config["base"]
+    def __init__(
+        self, index: IndexView, params: SelectorParams | Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(index, params)
+        base = self.params.base
         if base == self.name:
             raise ConfigError(
                 f"selector {self.name!r} parameter 'base' cannot be {self.name!r} itself; "
@@ -51,53 +63,58 @@ class BalancedSelector(BaseSelector):
                 f"selector {self.name!r} parameter 'base' is {base!r}, which is not a registered "
                 f"selector; valid values: {known}"
             ) from exc
-        self._base = base_class(index)
+        self._base = base_class(index, {"dedupe_threshold": self.params.dedupe_threshold})
 
-    def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
-        fetch_k = max(int(self.config["fetch_k"]), k)
-        pools = self._base._pick(queries, fetch_k, mask)
-        out = []
-        for query, pool in zip(queries, pools, strict=True):
-            pool = self._with_ensured(query, pool, mask)
-            out.append(self._round_robin(pool, k))
-        return out
+    def _select(
+        self, queries: list[str], k: int, filter: Filter | None, exclude: list[str]
+    ) -> list[list[Scored]]:
+        fetch_k = max(self.params.fetch_k, k)
+        pools = self._base.select_batch(queries, fetch_k, filter=filter, exclude=exclude)
+        return [
+            self._round_robin(self._with_ensured(query, pool, filter, exclude), k)
+            for query, pool in zip(queries, pools, strict=True)
+        ]
 
     def _with_ensured(
-        self, query: str, pool: list[tuple[int, float]], mask: Mask | None
-    ) -> list[tuple[int, float]]:
-        ensure = [str(label) for label in self.config["ensure_labels"]]
+        self, query: str, pool: list[Scored], filter: Filter | None, exclude: list[str]
+    ) -> list[Scored]:
+        ensure = self.params.ensure_labels
         if not ensure:
             return pool
-        present = {int(c) for c in self.index.slot_labels([s for s, _ in pool])}
-        extra: list[tuple[int, float]] = []
+        wanted = filter_values(filter)
+        allowed_labels = {str(v) for v in wanted.get(LABEL_FIELD, ensure)}
+        present = {s.example.label for s in pool}
+        combined = list(pool)
         for label in ensure:
-            code = self.index.label_code(label)
-            if code is None or code in present:
+            if label in present or label not in allowed_labels:
                 continue
-            label_mask = self.index.resolve({"label": label})
-            if label_mask is not None and mask is not None:
-                label_mask &= mask
-            found = self._base._pick([query], 1, label_mask)[0]
-            extra.extend(found)
-        taken = {s for s, _ in pool}
-        combined = pool + [(s, score) for s, score in extra if s not in taken]
-        # An ensured example may repeat the input of one already in the pool.
-        return self.clean(query, combined, len(combined))
+            narrowed = {**wanted, LABEL_FIELD: label}
+            combined.extend(
+                self._base.select_batch([query], 1, filter=narrowed, exclude=exclude)[0]
+            )
+        # An ensured example may be one already in the pool, or repeat the input of one.
+        seen: set[str] = set()
+        unique: list[Scored] = []
+        for scored in combined:
+            text = normalize_text(scored.example.input)
+            if text not in seen:
+                seen.add(text)
+                unique.append(scored)
+        return unique
 
-    def _round_robin(self, pool: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
-        ensure = {self.index.label_code(str(x)) for x in self.config["ensure_labels"]}
-        groups: OrderedDict[int, list[tuple[int, float]]] = OrderedDict()
-        codes = self.index.slot_labels([s for s, _ in pool])
-        for (slot, score), code in zip(pool, codes, strict=True):
-            groups.setdefault(int(code), []).append((slot, score))
-        # Ensured labels go first in the rotation so they survive a small k.
-        order = sorted(groups, key=lambda c: (c not in ensure, list(groups).index(c)))
-        picked: list[tuple[int, float]] = []
+    def _round_robin(self, pool: list[Scored], k: int) -> list[Scored]:
+        ensure = set(self.params.ensure_labels)
+        groups: dict[str | None, list[int]] = {}
+        for position, scored in enumerate(pool):
+            groups.setdefault(scored.example.label, []).append(position)
+        # Ensured labels go first in the rotation so they survive a small k; otherwise labels
+        # rotate in the order of their best candidate (dicts keep insertion order).
+        order = sorted(groups, key=lambda label: label not in ensure)
+        picked: list[int] = []
         depth = 0
-        while len(picked) < k and any(depth < len(groups[c]) for c in order):
-            for code in order:
-                if depth < len(groups[code]) and len(picked) < k:
-                    picked.append(groups[code][depth])
+        while len(picked) < k and any(depth < len(groups[label]) for label in order):
+            for label in order:
+                if depth < len(groups[label]) and len(picked) < k:
+                    picked.append(groups[label][depth])
             depth += 1
-        rank = {slot: i for i, (slot, _) in enumerate(pool)}
-        return sorted(picked, key=lambda item: rank[item[0]])
+        return [pool[position] for position in sorted(picked)]

@@ -1,36 +1,40 @@
-"""The Selector protocol, selector parameters, and the registry shared by API, HTTP and CLI.
+"""The Selector protocol, the spec, the shared hygiene rules, and the registry.
 
-A selector reads an :class:`~kshot.index.ExampleIndex` and, for each query, returns at most ``k``
-examples ranked best-first. It never mutates the index. Every selector honours the same rules:
+A selector reads an index through :class:`~kshot.selector.view.IndexView` and, for each query,
+returns at most ``k`` examples ranked best-first. It never mutates the index. Every selector
+honours the same rules:
 
 - filters apply before the top-k cut, so a filtered request returns ``k`` whenever ``k`` match;
 - ids in ``exclude`` never come back;
-- an example whose input equals the query (after :func:`~kshot.index.normalize_text`) never comes
-  back, nor do two examples with the same input;
+- an example whose input equals the query (after :func:`~kshot.index.normalize_text`: case,
+  whitespace and punctuation folded) never comes back, nor do two examples with the same input;
+- with ``dedupe_threshold`` set, neither do near-duplicates by embedding, of the query or of each
+  other, dropped before the top-k cut;
 - ties break by insertion order (earlier first), so results are deterministic.
+
+Parameters are typed (:mod:`kshot.selector.params`); the API, HTTP and CLI build selectors from
+the same :class:`SelectorSpec` through :func:`build_selector`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from copy import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from kshot._ranking import check_k
 from kshot.errors import ConfigError, QueryError, UnknownSelectorError
 from kshot.index.filters import normalize_text
-from kshot.types import Filter, Scored
-
-if TYPE_CHECKING:
-    from kshot.index.example_index import ExampleIndex, Mask
+from kshot.selector.fetch import Fetch
+from kshot.selector.params import SelectorParams
+from kshot.selector.view import IndexView
+from kshot.types import Filter, Mask, Scored
 
 __all__ = [
     "BaseSelector",
-    "Param",
     "Selector",
     "SelectorSpec",
     "available_selectors",
@@ -63,92 +67,6 @@ class Selector(Protocol):
 
 
 @dataclass(frozen=True)
-class Param:
-    """One parameter of a selector: its type, default, range and meaning."""
-
-    name: str
-    kind: type
-    default: Any
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] | None = None
-
-    def coerce(self, selector: str, value: Any) -> Any:
-        """Convert ``value`` (possibly a CLI string) to this parameter's type and check range."""
-        where = f"selector {selector!r} parameter {self.name!r}"
-        try:
-            converted = _convert(self.kind, value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"{where} must be {self.kind.__name__}, got {value!r}; {self.describe_range()}"
-            ) from exc
-        if isinstance(converted, float) and not math.isfinite(converted):
-            raise ConfigError(f"{where} must be finite, got {value!r}; {self.describe_range()}")
-        if self.minimum is not None and converted < self.minimum:
-            raise ConfigError(f"{where} is {converted!r}; {self.describe_range()}")
-        if self.maximum is not None and converted > self.maximum:
-            raise ConfigError(f"{where} is {converted!r}; {self.describe_range()}")
-        if self.choices is not None and converted not in self.choices:
-            raise ConfigError(f"{where} is {converted!r}; {self.describe_range()}")
-        return converted
-
-    def describe_range(self) -> str:
-        """The valid values in words."""
-        if self.choices is not None:
-            return f"valid values: {', '.join(self.choices)}"
-        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
-        high = "inf" if self.maximum is None else f"{self.maximum:g}"
-        if self.kind in (int, float):
-            return f"valid range: [{low}, {high}]"
-        return f"expected a {self.kind.__name__}"
-
-    def schema(self) -> dict[str, Any]:
-        """A JSON-schema-like description, for ``kshot selectors`` and ``GET /v1/selectors``."""
-        names = {int: "integer", float: "number", str: "string", bool: "boolean", list: "array"}
-        out: dict[str, Any] = {
-            "type": names.get(self.kind, self.kind.__name__),
-            "default": self.default,
-            "description": self.help,
-        }
-        if self.minimum is not None:
-            out["minimum"] = self.minimum
-        if self.maximum is not None:
-            out["maximum"] = self.maximum
-        if self.choices is not None:
-            out["enum"] = list(self.choices)
-        return out
-
-
-def _convert(kind: type, value: Any) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
-            return value.lower() in {"true", "1", "yes"}
-        raise ValueError(value)
-    if kind is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(value)
-        return int(value)
-    if kind is float:
-        if isinstance(value, bool):
-            raise ValueError(value)
-        return float(value)
-    if kind is list:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return list(value)
-        raise ValueError(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ValueError(value)
-        return value
-    raise TypeError(kind)
-
-
-@dataclass(frozen=True)
 class SelectorSpec:
     """A selector by registered name plus its parameters, as API, HTTP and CLI give it.
 
@@ -175,25 +93,31 @@ class SelectorSpec:
 
 
 class BaseSelector:
-    """Shared machinery: parameter validation, query checks, and the hygiene rules."""
+    """Shared machinery: parameter validation, query checks, and the hygiene rules.
+
+    A strategy subclass sets ``Params`` (its :class:`~kshot.selector.params.SelectorParams`
+    subclass), narrows the ``params`` annotation to it, and implements :meth:`_pick` (or, to
+    compose other selectors through their public interface, :meth:`_select`).
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    params: ClassVar[tuple[Param, ...]] = ()
+    Params: ClassVar[type[SelectorParams]] = SelectorParams
+    params: SelectorParams
 
-    def __init__(self, index: ExampleIndex, **params: Any) -> None:
+    def __init__(
+        self, index: IndexView, params: SelectorParams | Mapping[str, Any] | None = None
+    ) -> None:
         self.index = index
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            valid = ", ".join(known) or "none"
-            raise ConfigError(
-                f"selector {self.name!r} has no parameter {unknown[0]!r}; valid parameters: {valid}"
-            )
-        self.config: dict[str, Any] = {
-            p.name: p.coerce(self.name, params[p.name]) if p.name in params else copy(p.default)
-            for p in self.params
-        }
+        if isinstance(params, SelectorParams):
+            if type(params) is not self.Params:
+                raise ConfigError(
+                    f"selector {self.name!r} takes {self.Params.__name__}, "
+                    f"got {type(params).__name__}"
+                )
+            self.params = params
+        else:
+            self.params = self.Params.from_mapping(params or {}, selector=self.name)
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
@@ -201,7 +125,7 @@ class BaseSelector:
         return {
             "name": cls.name,
             "description": cls.description,
-            "params": {p.name: p.schema() for p in cls.params},
+            "params": {p.name: p.schema() for p in cls.Params.fields()},
         }
 
     def select(
@@ -219,7 +143,7 @@ class BaseSelector:
         exclude: Iterable[str] = (),
     ) -> list[list[Scored]]:
         """Answer many queries at once; equals calling :meth:`select` on each."""
-        check_k(k)
+        k = check_k(k)
         queries = list(queries)
         for position, query in enumerate(queries):
             if not isinstance(query, str) or not query.strip():
@@ -230,38 +154,70 @@ class BaseSelector:
             return []
         # A lone id string is one id, not an iterable of one-character ids.
         excluded = [exclude] if isinstance(exclude, str) else list(exclude)
+        return self._select(queries, k, filter, excluded)
+
+    def _select(
+        self, queries: list[str], k: int, filter: Filter | None, exclude: list[str]
+    ) -> list[list[Scored]]:
+        """Checked queries in, examples out; strategies over slots implement :meth:`_pick`."""
         with self.index.reading():
-            mask = self.index.resolve(filter, excluded)
-            picks = self._pick(queries, int(k), mask)
-            return self._to_scored(picks)
+            mask = self.index.resolve(filter, exclude)
+            picks = self._pick(queries, k, mask)
+            # One store read for the whole batch, then split per query.
+            examples = iter(self.index.examples_at([slot for found in picks for slot, _ in found]))
+            return [[Scored(next(examples), float(score)) for _, score in found] for found in picks]
 
     def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
         """Return ``(slot, score)`` pairs per query, best first, hygiene applied."""
         raise NotImplementedError
-
-    def _to_scored(self, picks: list[list[tuple[int, float]]]) -> list[list[Scored]]:
-        # One store read for the whole batch, then split per query.
-        examples = iter(self.index.examples_at([slot for found in picks for slot, _ in found]))
-        return [[Scored(next(examples), float(score)) for _, score in found] for found in picks]
 
     # -- hygiene ---------------------------------------------------------------------------------
     def banned_slots(self, query: str) -> set[int]:
         """Slots whose input equals the query: never returned, to prevent leakage."""
         return set(self.index.slots_matching_text(query))
 
+    def dedupe_vectors(
+        self, queries: list[str], vectors: npt.NDArray[np.float32] | None = None
+    ) -> npt.NDArray[np.float32] | None:
+        """The query vectors :meth:`clean` needs: ``None`` while ``dedupe_threshold`` is off.
+
+        Pass the vectors a strategy already has, so that they are not encoded twice.
+        """
+        if self.params.dedupe_threshold is None:
+            return None
+        return self.index.encode_queries(queries) if vectors is None else vectors
+
     def clean(
-        self, query: str, ranked: Iterable[tuple[int, float]], k: int
+        self,
+        query: str,
+        ranked: Iterable[tuple[int, float]],
+        k: int,
+        query_vector: npt.NDArray[np.float32] | None = None,
     ) -> list[tuple[int, float]]:
-        """Keep the first ``k`` candidates that are neither the query nor a repeated input."""
+        """Keep the first ``k`` candidates that are neither the query nor a repeated input.
+
+        With ``dedupe_threshold`` set and ``query_vector`` given (see :meth:`dedupe_vectors`), a
+        candidate whose embedding is that similar to the query's or to a kept one's is a
+        near-duplicate and is skipped too.
+        """
         banned = self.banned_slots(query)
+        threshold = self.params.dedupe_threshold
         seen_texts: set[str] = set()
         kept: list[tuple[int, float]] = []
+        kept_vectors: list[npt.NDArray[np.float32]] = []
         for slot, score in ranked:
             if slot < 0 or slot in banned:
                 continue
             text = normalize_text(self.index.slot_text(slot))
             if text in seen_texts:
                 continue
+            if threshold is not None and query_vector is not None:
+                vector = self.index.slot_vectors([slot])[0]
+                if float(vector @ query_vector) >= threshold or any(
+                    float(vector @ other) >= threshold for other in kept_vectors
+                ):
+                    continue
+                kept_vectors.append(vector)
             seen_texts.add(text)
             kept.append((slot, score))
             if len(kept) == k:
@@ -272,21 +228,29 @@ class BaseSelector:
         self,
         queries: list[str],
         k: int,
-        fetch: Callable[[int], tuple[npt.NDArray[Any], npt.NDArray[np.int64]]],
+        fetch: Fetch,
         available: int,
+        vectors: npt.NDArray[np.float32] | None = None,
     ) -> list[list[tuple[int, float]]]:
         """Fetch top candidates for all queries, widening the fetch until hygiene leaves ``k``.
 
         ``fetch(n)`` returns ``(scores, slots)`` of shape ``(len(queries), n)`` with ``-1`` slots
-        for padding; ``available`` bounds how many candidates can exist at all.
+        for padding; ``available`` bounds how many candidates can exist at all; ``vectors`` are
+        the query vectors when the strategy has them (for the near-duplicate check).
         """
         if available <= 0:
             return [[] for _ in queries]
+        dedupe = self.dedupe_vectors(queries, vectors)
         want = min(available, k + max(4, k // 2))
         while True:
             scores, slots = fetch(want)
             picks = [
-                self.clean(q, zip(slots[i].tolist(), scores[i].tolist(), strict=True), k)
+                self.clean(
+                    q,
+                    zip(slots[i].tolist(), scores[i].tolist(), strict=True),
+                    k,
+                    None if dedupe is None else dedupe[i],
+                )
                 for i, q in enumerate(queries)
             ]
             lacking = [i for i, p in enumerate(picks) if len(p) < k]
@@ -296,12 +260,6 @@ class BaseSelector:
             if not lacking or reached_all or want >= available:
                 return picks
             want = min(available, want * 4)
-
-
-def check_k(k: int) -> None:
-    """Refuse k below 1 with a clear message."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
 
 
 _SelectorClass = TypeVar("_SelectorClass", bound=type[BaseSelector])
@@ -337,13 +295,23 @@ def selector_class(name: str) -> type[BaseSelector]:
     return known[name]
 
 
-def build_selector(index: ExampleIndex, spec: SelectorSpec | str, **params: Any) -> BaseSelector:
-    """Build a selector over ``index`` from a spec or a name plus parameters."""
+def build_selector(
+    index: IndexView,
+    spec: SelectorSpec | str,
+    params: SelectorParams | Mapping[str, Any] | None = None,
+) -> BaseSelector:
+    """Build a selector over ``index`` from a spec, or from a name and its parameters.
+
+    ``params`` is a mapping (``{"lambda": 0.3}``) or the selector's typed parameters object
+    (``MMRParams(lambda_=0.3)``); with a spec, a mapping is merged over the spec's parameters.
+    """
     if isinstance(spec, str):
-        spec = SelectorSpec(spec, params)
-    elif params:
-        spec = SelectorSpec(spec.name, {**spec.params, **params})
-    return selector_class(spec.name)(index, **dict(spec.params))
+        return selector_class(spec)(index, params)
+    if params is None:
+        return selector_class(spec.name)(index, spec.params)
+    if isinstance(params, SelectorParams):
+        return selector_class(spec.name)(index, params)
+    return selector_class(spec.name)(index, {**spec.params, **params})
 
 
 def _load_builtin() -> None:

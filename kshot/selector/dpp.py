@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from kshot.index.example_index import Mask
-from kshot.selector._math import dpp_greedy
-from kshot.selector.base import BaseSelector, Param, register
-from kshot.selector.similarity import available, vector_fetcher
+from kshot._ranking import dpp_greedy
+from kshot.selector.base import BaseSelector, register
+from kshot.selector.fetch import available, vector_fetcher
+from kshot.selector.params import SelectorParams, param
+from kshot.types import Mask
 
-__all__ = ["DPPSelector"]
+__all__ = ["DPPParams", "DPPSelector"]
+
+
+@dataclass(frozen=True)
+class DPPParams(SelectorParams):
+    """Parameters of ``dpp``."""
+
+    alpha: float = param(
+        5.0, "relevance weight in the quality exp(alpha * cosine)", minimum=0.0, maximum=50.0
+    )
+    fetch_k: int = param(
+        20, "nearest candidates the DPP chooses from (at least k)", minimum=1, maximum=10_000
+    )
 
 
 @register("dpp")
@@ -26,22 +41,20 @@ class DPPSelector(BaseSelector):
     """
 
     description = "determinantal point process (greedy MAP): relevant, jointly diverse"
-    params = (
-        Param(
-            "alpha", float, 5.0, "relevance weight in the quality exp(alpha * cosine)", 0.0, 50.0
-        ),
-        Param(
-            "fetch_k", int, 20, "nearest candidates the DPP chooses from (at least k)", 1, 10_000
-        ),
-    )
+    Params = DPPParams
+    params: DPPParams
 
     def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
         vectors = self.index.encode_queries(queries)
-        fetch_k = max(int(self.config["fetch_k"]), k)
+        fetch_k = max(self.params.fetch_k, k)
         pools = self.ranked_with_refill(
-            queries, fetch_k, vector_fetcher(self.index, vectors, mask), available(self, mask)
+            queries,
+            fetch_k,
+            vector_fetcher(self.index, vectors, mask),
+            available(self.index, mask),
+            vectors,
         )
-        alpha = float(self.config["alpha"])
+        alpha = self.params.alpha
         out: list[list[tuple[int, float]]] = []
         for pool in pools:
             if not pool:

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from kshot._ranking import reciprocal_rank_fusion
 from kshot.errors import ConfigError
-from kshot.index.example_index import ExampleIndex, Mask
-from kshot.selector._math import reciprocal_rank_fusion
-from kshot.selector.base import BaseSelector, Param, register
-from kshot.selector.lexical import lexical_fetcher
-from kshot.selector.similarity import available, nearest
+from kshot.selector.base import BaseSelector, register
+from kshot.selector.fetch import available, lexical_fetcher, nearest
+from kshot.selector.params import SelectorParams, param
+from kshot.types import Mask
 
-__all__ = ["HybridSelector"]
+__all__ = ["HybridParams", "HybridSelector"]
+
+
+@dataclass(frozen=True)
+class HybridParams(SelectorParams):
+    """Parameters of ``hybrid``; at least one of the two weights must be above 0."""
+
+    fetch_k: int = param(
+        50, "depth of each ranking before fusion (at least k)", minimum=1, maximum=10_000
+    )
+    k_rrf: float = param(
+        60.0, "RRF constant: larger flattens the rank weights", minimum=0.0, maximum=10_000.0
+    )
+    similarity_weight: float = param(
+        1.0, "weight of the similarity ranking", minimum=0.0, maximum=100.0
+    )
+    bm25_weight: float = param(1.0, "weight of the BM25 ranking", minimum=0.0, maximum=100.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.similarity_weight == 0 and self.bm25_weight == 0:
+            raise ConfigError(
+                "selector 'hybrid' parameters 'similarity_weight' and 'bm25_weight' are "
+                "both 0; at least one must be above 0 (valid range: [0, 100])"
+            )
 
 
 @register("hybrid")
@@ -27,30 +51,16 @@ class HybridSelector(BaseSelector):
     """
 
     description = "reciprocal-rank fusion of cosine similarity and BM25"
-    params = (
-        Param("fetch_k", int, 50, "depth of each ranking before fusion (at least k)", 1, 10_000),
-        Param(
-            "k_rrf", float, 60.0, "RRF constant: larger flattens the rank weights", 0.0, 10_000.0
-        ),
-        Param("similarity_weight", float, 1.0, "weight of the similarity ranking", 0.0, 100.0),
-        Param("bm25_weight", float, 1.0, "weight of the BM25 ranking", 0.0, 100.0),
-    )
-
-    def __init__(self, index: ExampleIndex, **params: Any) -> None:
-        super().__init__(index, **params)
-        if self.config["similarity_weight"] == 0 and self.config["bm25_weight"] == 0:
-            raise ConfigError(
-                f"selector {self.name!r} parameters 'similarity_weight' and 'bm25_weight' are "
-                "both 0; at least one must be above 0 (valid range: [0, 100])"
-            )
+    Params = HybridParams
+    params: HybridParams
 
     def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
         vectors = self.index.encode_queries(queries)
         lexical = lexical_fetcher(self.index, queries, mask, "bm25")
-        limit = available(self, mask)
-        fetch_k = max(int(self.config["fetch_k"]), k)
-        weights = [float(self.config["similarity_weight"]), float(self.config["bm25_weight"])]
-        k_rrf = float(self.config["k_rrf"])
+        limit = available(self.index, mask)
+        fetch_k = max(self.params.fetch_k, k)
+        weights = [self.params.similarity_weight, self.params.bm25_weight]
+        k_rrf = self.params.k_rrf
 
         def fetch(n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
             depth = min(limit, max(n, fetch_k))
@@ -68,4 +78,4 @@ class HybridSelector(BaseSelector):
                 scores[i, : len(ids)] = fused_scores
             return scores, slots
 
-        return self.ranked_with_refill(queries, k, fetch, limit)
+        return self.ranked_with_refill(queries, k, fetch, limit, vectors)

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from kshot.index.example_index import Mask
-from kshot.selector._math import mmr_batch
-from kshot.selector.base import BaseSelector, Param, register
-from kshot.selector.similarity import available, vector_fetcher
+from kshot._ranking import mmr_batch
+from kshot.selector.base import BaseSelector, register
+from kshot.selector.fetch import available, vector_fetcher
+from kshot.selector.params import SelectorParams, param
+from kshot.types import Mask
 
-__all__ = ["MMRSelector"]
+__all__ = ["MMRParams", "MMRSelector"]
+
+
+@dataclass(frozen=True)
+class MMRParams(SelectorParams):
+    """Parameters of ``mmr``; ``lambda`` is the field ``lambda_`` (a Python keyword)."""
+
+    lambda_: float = param(
+        0.5, "1 = pure similarity, 0 = pure diversity", name="lambda", minimum=0.0, maximum=1.0
+    )
+    fetch_k: int = param(
+        20, "nearest candidates MMR re-ranks (at least k)", minimum=1, maximum=10_000
+    )
 
 
 @register("mmr")
@@ -22,16 +37,18 @@ class MMRSelector(BaseSelector):
     """
 
     description = "maximal marginal relevance: relevant to the query, diverse among themselves"
-    params = (
-        Param("lambda", float, 0.5, "1 = pure similarity, 0 = pure diversity", 0.0, 1.0),
-        Param("fetch_k", int, 20, "nearest candidates MMR re-ranks (at least k)", 1, 10_000),
-    )
+    Params = MMRParams
+    params: MMRParams
 
     def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
         vectors = self.index.encode_queries(queries)
-        fetch_k = max(int(self.config["fetch_k"]), k)
+        fetch_k = max(self.params.fetch_k, k)
         pools = self.ranked_with_refill(
-            queries, fetch_k, vector_fetcher(self.index, vectors, mask), available(self, mask)
+            queries,
+            fetch_k,
+            vector_fetcher(self.index, vectors, mask),
+            available(self.index, mask),
+            vectors,
         )
         width = max((len(p) for p in pools), default=0)
         if width == 0:
@@ -45,7 +62,7 @@ class MMRSelector(BaseSelector):
             valid[i, : len(pool)] = True
         candidates = self.index.slot_vectors(slots)
         order = mmr_batch(
-            None, candidates, k, float(self.config["lambda"]), relevance=relevance, valid=valid
+            None, candidates, k, self.params.lambda_, relevance=relevance, valid=valid
         )
         return [
             [(int(slots[i, j]), float(relevance[i, j])) for j in row if j >= 0]

@@ -24,7 +24,7 @@ from typing import Any
 from kshot.errors import missing_extra
 
 try:
-    from kshot.server.app import create_app
+    from kshot.server.app import create_app, open_index
     from kshot.server.settings import ServerSettings
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     if exc.name in {"fastapi", "starlette", "pydantic", "pydantic_settings", "anyio"}:
@@ -82,4 +82,9 @@ def serve(settings: ServerSettings) -> None:
         )
     else:
         protocol = header_timeout_protocol(settings.header_timeout)
-        uvicorn.run(create_app(settings), http=protocol, **common)
+        # Opened before uvicorn starts, so that a held writer lock or a broken index ends the
+        # command at once with one line (the CLI's error), not a lifespan traceback.
+        # A model-only server (--local-model, no index) has none to open.
+        index = None if settings.index is None else open_index(settings)
+        app = create_app(settings, index=index, own_index=True)
+        uvicorn.run(app, http=protocol, **common)

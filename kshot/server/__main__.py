@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kshot.errors import KshotError
 from kshot.server import ServerSettings, serve
 
 
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
             message = str(error["msg"]).removeprefix("Value error, ")
             print(f"kshot server: {where}: {message}", file=sys.stderr)
         return 2
-    serve(settings)
+    try:
+        serve(settings)
+    except KshotError as exc:  # a held writer lock, a broken index: one line, no traceback
+        print(f"kshot server: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

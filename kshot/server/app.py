@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -23,6 +24,8 @@ from kshot.prompt.budget import HFTokenCounter, TokenCounter, WhitespaceCounter,
 from kshot.server.deps import LockedCounter, ServerState
 from kshot.server.errors import install_error_handlers
 from kshot.server.middleware import ServerMiddleware
+from kshot.server.proxy import ProxyState
+from kshot.server.proxy import router as proxy_router
 from kshot.server.routes import docs as docs_routes
 from kshot.server.routes import examples as examples_routes
 from kshot.server.routes import health as health_routes
@@ -32,7 +35,10 @@ from kshot.server.routes import select as select_routes
 from kshot.server.routes import selectors as selectors_routes
 from kshot.server.settings import WHITESPACE_TOKENIZER, ServerSettings
 
-__all__ = ["app_from_env", "create_app", "load_counter"]
+if TYPE_CHECKING:
+    from kshot.model.transformers_lm import TransformersLM
+
+__all__ = ["app_from_env", "close_index", "create_app", "load_counter", "open_index"]
 
 logger = logging.getLogger("kshot.server")
 
@@ -50,9 +56,10 @@ def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter
     settings = state.settings
     started = time.perf_counter()
     if index is None:
-        if settings.index is None:
-            raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
-        index = ExampleIndex.load(settings.index, device=settings.device)
+        if settings.index is None and settings.local_model is not None:
+            state.ready = True  # a model server only (see kshot.server.proxy)
+            return
+        index = open_index(settings)
     index.encoder.encode(["warm-up query"])  # load the model and its kernels before traffic
     state.counter = LockedCounter(counter if counter is not None else load_counter(settings))
     state.index = index
@@ -67,15 +74,34 @@ def _start(state: ServerState, index: ExampleIndex | None, counter: TokenCounter
     )
 
 
+def open_index(settings: ServerSettings) -> ExampleIndex:
+    """Open ``settings.index``: for writing (holding its writer lock) unless read-only.
+
+    Several workers are several processes, and only one may hold the lock; the settings allow
+    several only where no write is accepted, so each of them opens the index read-only.
+    """
+    if settings.index is None:
+        raise ConfigError("no index to serve: set KSHOT_INDEX (or ServerSettings(index=...))")
+    read_only = settings.read_only or settings.workers > 1
+    return ExampleIndex.load(settings.index, device=settings.device, read_only=read_only)
+
+
+def close_index(index: ExampleIndex) -> None:
+    """Save a writable index (vector file and manifest), then close it and release its lock."""
+    try:
+        if not index.read_only and index.path is not None:
+            started = time.perf_counter()
+            index.save()
+            logger.info("saved %d examples to %s in %.2f s", len(index), index.path,
+                        time.perf_counter() - started)  # fmt: skip
+    finally:
+        index.close()
+
+
 def _stop(state: ServerState, owned: bool) -> None:
     state.ready = False
-    index = state.index
-    if index is None or not owned or state.settings.read_only or index.path is None:
-        return
-    started = time.perf_counter()
-    index.save()
-    logger.info("saved %d examples to %s in %.2f s", len(index), index.path,
-                time.perf_counter() - started)  # fmt: skip
+    if state.index is not None and owned:
+        close_index(state.index)
 
 
 def create_app(
@@ -83,23 +109,31 @@ def create_app(
     *,
     index: ExampleIndex | None = None,
     counter: TokenCounter | None = None,
+    local_lm: TransformersLM | None = None,
+    own_index: bool = False,
 ) -> FastAPI:
     """Build the HTTP application.
 
     At start-up the lifespan loads the index from ``settings.index`` (unless ``index`` is given),
     warms its encoder with one encode, and loads the token counter (unless ``counter`` is given);
     at shutdown it saves the index it loaded (vector file and manifest; the store is already
-    durable), unless the server is read-only. An ``index`` passed in is the caller's to save.
+    durable), unless the server is read-only, and closes it (releasing its writer lock). An
+    ``index`` passed in is the caller's to save and close, unless ``own_index`` hands it over.
+    ``local_lm`` is a loaded model to serve as ``settings.local_model`` would load one (see
+    :mod:`kshot.server.proxy`); the model loads before the index, so readiness covers both.
     """
     state = ServerState(settings)
+    proxy = ProxyState()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(proxy.load, settings, local_lm)
         await anyio.to_thread.run_sync(_start, state, index, counter)
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(_stop, state, index is None)
+            await proxy.aclose()
+            await anyio.to_thread.run_sync(_stop, state, index is None or own_index)
 
     app = FastAPI(
         title="kshot",
@@ -112,6 +146,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.kshot = state
+    app.state.proxy = proxy
     install_error_handlers(app)
     app.add_middleware(
         ServerMiddleware,
@@ -119,16 +154,12 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
     )
-    for routes in (
-        docs_routes,
-        health_routes,
-        index_routes,
-        selectors_routes,
-        select_routes,
-        prompt_routes,
-        examples_routes,
-    ):
+    index_routers = (index_routes, selectors_routes, select_routes, prompt_routes, examples_routes)
+    # A model-only server (--local-model, no index) has no index routes to answer 503 forever.
+    serves_index = index is not None or settings.index is not None or settings.local_model is None
+    for routes in (docs_routes, health_routes, *(index_routers if serves_index else ())):
         app.include_router(routes.router)
+    app.include_router(proxy_router)
     return app
 
 

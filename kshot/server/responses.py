@@ -13,19 +13,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from kshot.server.schemas import ErrorResponse
 
-__all__ = ["BODY", "EXAMPLE", "INDEX", "READ", "WRITE", "errors", "finish_openapi"]
+__all__ = [
+    "BODY",
+    "EXAMPLE",
+    "INDEX",
+    "PROXY",
+    "READ",
+    "WRITE",
+    "errors",
+    "finish_openapi",
+    "request_body",
+]
 
 _DESCRIPTIONS = {
     400: "The body is not valid JSON, not UTF-8, or nests too deeply (the message says where).",
     401: "The API key is missing or wrong (send 'Authorization: Bearer <key>').",
     403: "Writes are disabled on this server (read-only, or no key and no anonymous writes).",
-    404: "No example has this id.",
+    404: "Not found: no example with this id, no such collection, or a route this server was "
+    "not started with (the message says which and how to start it).",
     408: "The request body did not arrive within the server's body timeout.",
     413: "The request body is larger than the server's max_body_bytes.",
     415: "The request body is not sent as 'content-type: application/json'.",
     422: "The request is well-formed JSON but a field is invalid or over a server limit.",
+    502: "The upstream model endpoint could not be reached or answered with something unusable.",
+    504: "The upstream model endpoint did not answer within the upstream timeout.",
     503: "The index is still loading (JSON, with Retry-After), or the server is at its connection "
     "limit (plain text, from uvicorn).",
 }
@@ -40,14 +55,20 @@ READ = (401,)
 BODY = (400, 408, 415, 422)
 #: Routes that need the loaded index.
 INDEX = (503,)
+#: The OpenAI-compatible routes: served only with an upstream or a local model (404 otherwise).
+PROXY = (404, 502, 504)
 #: Write routes.
 WRITE = (401, 403)
 #: Routes that address one example by id.
 EXAMPLE = (404,)
 
 
-def errors(*groups: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` of a route that can fail in the ways ``groups`` (and :data:`ANY`) name."""
+def errors(*groups: tuple[int, ...], passthrough: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that can fail in the ways ``groups`` (and :data:`ANY`) name.
+
+    ``passthrough`` routes answer with the upstream's own status and body, whatever they are:
+    OpenAPI's ``default`` response says so rather than pretending to know the upstream's codes.
+    """
     codes = sorted({code for group in (ANY, *groups) for code in group})
     out: dict[int | str, dict[str, Any]] = {}
     for code in codes:
@@ -55,7 +76,27 @@ def errors(*groups: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
         if code == 503:
             content["text/plain"] = {"schema": {"type": "string"}}
         out[code] = {"description": _DESCRIPTIONS[code], "content": content}
+    if passthrough:
+        out["default"] = {
+            "description": "The upstream's own answer: its status, headers and body (an error "
+            "in OpenAI's shape, {'error': {'message', 'type', ...}}), passed through unchanged.",
+            "content": {"application/json": {"schema": {}}},
+        }
     return out
+
+
+#: Request bodies documented by hand (routes that read the raw body to forward it unchanged).
+_REQUEST_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The ``openapi_extra=`` of a route that reads its JSON body itself but checks it as ``model``.
+
+    :func:`finish_openapi` adds the model's schema to the document's components.
+    """
+    _REQUEST_MODELS[model.__name__] = model
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
 def finish_openapi(schema: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +110,9 @@ def finish_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
-    error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(error.pop("$defs", {}))
-    components["ErrorResponse"] = error
+    models: dict[str, type[BaseModel]] = {"ErrorResponse": ErrorResponse, **_REQUEST_MODELS}
+    for name, model in models.items():
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[name] = model_schema
     return schema

@@ -13,6 +13,9 @@ __all__ = ["ServerSettings"]
 #: The ``tokenizer`` value that selects the approximate whitespace counter.
 WHITESPACE_TOKENIZER = "whitespace"
 
+#: The ``local_model`` value that selects the bundled SmolLM2-135M-Instruct.
+BUNDLED_LOCAL_MODEL = "bundled"
+
 
 class ServerSettings(BaseSettings):
     """Everything ``kshot serve`` can be told; each field is also ``KSHOT_<FIELD>`` in the env.
@@ -101,6 +104,37 @@ class ServerSettings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level of the server and its access log."
     )
+    # -- the OpenAI-compatible proxy and the local model (see kshot.server.proxy) --------------
+    upstream: str | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL the proxy forwards to (e.g. http://host:8001/v1).",
+    )
+    upstream_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key sent to the upstream (never the client's key)."
+    )
+    upstream_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds to wait for the upstream (connect and read)."
+    )
+    upstream_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries on connection errors, 429 and 5xx before the answer starts.",
+    )
+    local_model: str | None = Field(
+        default=None,
+        description=(
+            "Serve a local transformers model on /v1/chat/completions and /v1/completions: a "
+            "model name or folder, or 'bundled' for SmolLM2-135M-Instruct."
+        ),
+    )
+    proxy_k: int = Field(default=4, ge=0, description="Examples the proxy inserts by default.")
+    proxy_selector: str = Field(
+        default="similarity", description="Selector the proxy uses by default."
+    )
+    max_example_tokens: int = Field(
+        default=1024, ge=1, description="Default token budget of the examples the proxy inserts."
+    )
 
     @model_validator(mode="after")
     def _check_workers(self) -> ServerSettings:
@@ -111,6 +145,17 @@ class ServerSettings(BaseSettings):
                 "KSHOT_READ_ONLY=true (--read-only) to serve reads from several workers, or run "
                 "one worker to accept writes"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_upstream(self) -> ServerSettings:
+        if self.upstream is not None and self.local_model is not None:
+            raise ValueError(
+                "give either upstream (--upstream URL: forward to that server) or local_model "
+                "(--local-model: answer with a model in this process), not both"
+            )
+        if self.upstream is not None and not self.upstream.startswith(("http://", "https://")):
+            raise ValueError(f"upstream must be an http(s) URL, got {self.upstream!r}")
         return self
 
     @property

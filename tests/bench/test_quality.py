@@ -17,13 +17,15 @@ from kshot.bench.quality import (
     LeakageError,
     QualityConfig,
     assert_no_leak,
-    predict_labels,
     remove_leaks,
     run_quality,
     stratified_limit,
 )
+from kshot.bench.quality.runner import Runner
 from kshot.corpus import write_jsonl
+from kshot.errors import ConfigError
 from kshot.index import ExampleIndex, HashingEncoder
+from kshot.model import LanguageModel, SoftPromptLM, calibrate, predict_labels
 from kshot.selector import build_selector
 from kshot.types import Example, Scored
 
@@ -136,33 +138,78 @@ def test_forced_answer_scores_its_label_first(smollm2_cached: Any) -> None:
 
 
 class _FakeLM:
-    """A language model stub with fixed label scores (for the prediction rules alone)."""
+    """A language model with fixed label scores and only the protocol's methods.
 
-    def __init__(self, scores: list[list[float]], generated: list[str] | None = None) -> None:
-        from kshot.prompt import smollm2_tokenizer
+    ``score_labels`` takes no ``calibrate_with``: label prediction must calibrate through the
+    :class:`~kshot.model.LanguageModel` protocol alone.
+    """
 
+    def __init__(
+        self,
+        scores: list[list[float]],
+        generated: list[str] | None = None,
+        content_free: list[list[float]] | None = None,
+    ) -> None:
         self.scores = np.asarray(scores, dtype=np.float64)
+        self.content_free = None if content_free is None else np.asarray(content_free)
         self.generated = generated or []
-        self.tokenizer = smollm2_tokenizer()
         self.seen: list[str] = []
+        self.new_tokens: list[int] = []
 
-    def score_labels(self, prompts: list[Any], labels: list[str], **_: Any) -> Any:
+    @property
+    def name(self) -> str:
+        return "fake"
+
+    def score_labels(self, prompts: list[Any], labels: list[str]) -> Any:
         self.seen = labels
+        if self.content_free is not None and all(p == "N/A" for p in prompts):
+            return self.content_free[: len(prompts)]
         return self.scores[: len(prompts)]
 
-    def generate(self, prompts: list[Any], **_: Any) -> list[str]:
+    def generate(
+        self, prompts: list[Any], *, max_new_tokens: int = 32, stop: Any = None
+    ) -> list[str]:
+        self.new_tokens.append(max_new_tokens)
         return self.generated[: len(prompts)]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
 
 
 def test_prediction_rules() -> None:
     # Sum of log-probs picks the short label; the per-token mean picks the long one.
     lm = _FakeLM([[-3.0, -4.0]])
+    assert isinstance(lm, LanguageModel)
     labels = ["yes", "card payment not recognised"]
     assert predict_labels(lm, ["p"], labels) == [0]
     assert lm.seen == [" yes", " card payment not recognised"]
-    assert predict_labels(lm, ["p"], labels, score_norm="mean") == [1]
+    assert predict_labels(lm, ["p"], labels, score_norm="mean", count_tokens=_words) == [1]
     gen = _FakeLM([[0.0, 0.0]] * 3, generated=[" Card payment not recognised.", "no", "YES"])
-    assert predict_labels(gen, ["a", "b", "c"], labels, mode="generate") == [1, None, 0]
+    got = predict_labels(gen, ["a", "b", "c"], labels, mode="generate", count_tokens=_words)
+    assert got == [1, None, 0]
+    assert gen.new_tokens == [4 + 2]  # the longest label's tokens + 2
+
+
+def test_prediction_calibrates_through_the_protocol() -> None:
+    # The raw scores prefer label 0; the content-free prompt prefers it even more, so
+    # contextual calibration flips the answer to label 1.
+    lm = _FakeLM([[-1.0, -1.5]], content_free=[[-0.1, -3.0]])
+    labels = ["yes", "no"]
+    assert predict_labels(lm, ["p"], labels) == [0]
+    assert predict_labels(lm, ["p"], labels, calibrate_with=["N/A"]) == [1]
+    want = calibrate([[-1.0, -1.5]], [[-0.1, -3.0]])
+    assert int(np.argmax(want)) == 1
+
+
+def test_prediction_rejects_what_it_cannot_do() -> None:
+    lm = _FakeLM([[-1.0, -2.0]])
+    with pytest.raises(ConfigError, match="count_tokens"):
+        predict_labels(lm, ["p"], ["a", "b"], score_norm="mean")
+    with pytest.raises(ConfigError, match="predict mode"):
+        predict_labels(lm, ["p"], ["a", "b"], mode="vote")
+    with pytest.raises(ConfigError, match="score_norm"):
+        predict_labels(lm, ["p"], ["a", "b"], score_norm="max")
 
 
 def test_soft_prompt_wrapper_scores_like_a_full_pass(tiny_lm_dir: Path) -> None:
@@ -174,7 +221,7 @@ def test_soft_prompt_wrapper_scores_like_a_full_pass(tiny_lm_dir: Path) -> None:
     base = lm.model
     torch.manual_seed(1)
     soft = torch.randn(4, base.config.hidden_size) * 0.5
-    lm.model = quality._soft_prompt_model(base, soft)
+    lm.model = SoftPromptLM(base, soft)
     prompts = ["Input: my card is lost\nLabel:", "Input: fee?\nLabel:"]
     labels = [" card arrival", " transfer fee charged", " top up"]
     got = lm.score_labels(prompts, labels)
@@ -250,6 +297,10 @@ def test_config_validation(tmp_path: Path) -> None:
     config = QualityConfig.from_json(path, limit_test=50, epochs=None)
     assert config.ks == (1, 4) and config.limit_test == 50 and config.dataset == "movie-sentiment"
     assert config.train_steps("lora", 1000) == config.lora_steps
+    with pytest.raises(ConfigError, match="not a fine-tuned LM baseline"):
+        config.train_steps("logreg", 1000)
+    with pytest.raises(ConfigError, match="not a fine-tuned LM baseline"):
+        config.learning_rate("knn")
     assert QualityConfig(epochs=2, train_batch_size=10).train_steps("full", 95) == 19
     assert QualityConfig(epochs=2, max_steps=3).train_steps("prompt-tuning", 95) == 3
 
@@ -304,9 +355,9 @@ def test_smoke_run(tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.Monkey
     assert result["data"]["train_rows"] == len(TRAIN)
     assert result["data"]["test_rows"] == len(TEST)
     assert result["data"]["leakage_rows_removed"] == 1
-    assert {"python", "packages", "machine"} <= set(result["environment"])
-    assert result["environment"]["machine"]["device"] == "cpu"
-    assert result["environment"]["packages"]["torch"]
+    assert set(result["environment"]) == {"config", "versions", "machine", "device"}
+    assert result["environment"]["device"] == "cpu"
+    assert result["environment"]["versions"]["torch"]
     assert result["seeds"]["random_seeds"] == [0, 1]
     ids = [a["id"] for a in result["arms"]]
     assert ids == result["arms_planned"]
@@ -356,7 +407,7 @@ def test_smoke_run(tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.Monkey
     def refuse(self: Any, arm: Any) -> dict[str, Any]:
         raise AssertionError(f"arm {arm.id} ran again")
 
-    monkeypatch.setattr(quality._Runner, "_run_arm", refuse)
+    monkeypatch.setattr(Runner, "run_arm", refuse)
     run_quality(config)
     resumed = json.loads((out / "results.json").read_text())
     assert resumed["finished"] is True
@@ -379,14 +430,14 @@ def test_smoke_run(tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.Monkey
     for name in saved:
         (arms_dir / f"{name}.json").unlink()
     ran: list[str] = []
-    run_arm = quality._Runner._run_arm
+    run_arm = Runner.run_arm
 
     def other_run_finishes_similarity(self: Any, arm: Any) -> dict[str, Any]:
         ran.append(arm.id)
         (arms_dir / "similarity-k2.json").write_text(saved["similarity-k2"])
         return run_arm(self, arm)
 
-    monkeypatch.setattr(quality._Runner, "_run_arm", other_run_finishes_similarity)
+    monkeypatch.setattr(Runner, "run_arm", other_run_finishes_similarity)
     run_quality(config)
     assert ran == ["random-s0-k2"]
     result = json.loads((out / "results.json").read_text())
@@ -405,9 +456,47 @@ def test_smoke_run(tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.Monkey
         ran.append(arm.id)
         return run_arm(self, arm)
 
-    monkeypatch.setattr(quality._Runner, "_run_arm", record_and_run)
+    monkeypatch.setattr(Runner, "run_arm", record_and_run)
     run_quality(config)
     assert ran == ["similarity-k2"]
     assert not (arms_dir / "similarity-k2.running").exists()
     assert (arms_dir / "random-s0-k2.running").exists()
     assert json.loads((out / "results.json").read_text())["finished"] is False
+
+
+# --- module boundaries ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", ["movie-sentiment", "banking77"])
+def test_committed_arm_files_still_resume(dataset: str) -> None:
+    # The arm keys of the committed results, recomputed from their recorded config and data
+    # fingerprints, match the keys in their arm files: the runner resumes them, not reruns.
+    from kshot.bench.quality.arms import arm_key, plan
+
+    folder = Path(__file__).parents[2] / "benchmarks" / "results" / "quality" / dataset
+    result = json.loads((folder / "results.json").read_text())
+    config = QualityConfig.from_dict(result["config"])
+    data = result["data"]
+    arms = plan(config)
+    assert [a.id for a in arms] == result["arms_planned"]
+    checked = 0
+    for arm in arms:
+        path = folder / "arms" / f"{arm.id}.json"
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            assert arm_key(config, arm, data["fingerprint"], data["train_rows"]) == stored["key"]
+            checked += 1
+    assert checked == len(arms)
+
+
+def test_quality_command_line_options(tmp_path: Path) -> None:
+    from kshot.bench.quality import build_parser
+    from kshot.bench.quality.cli import config_from_argv
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"dataset": "movie-sentiment", "ks": [1, 4], "limit_test": 20}))
+    config = config_from_argv(["--config", str(path), "--ks", "2,8", "--no-calibrate"])
+    assert config.ks == (2, 8) and config.limit_test == 20 and config.calibrate is False
+    help_text = build_parser().format_help()
+    for option in ("--config", "--train-file", "--baselines", "--max-steps", "--weights-dir"):
+        assert option in help_text

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from kshot._ranking import mmr_batch, top_k
 from kshot.index.example_index import ExampleIndex
 from kshot.index.lexical import LexicalIndex, tokenize
 from kshot.index.vectors import VectorIndex, choose_factory, exact_search
-from kshot.selector._math import jaccard, mmr, mmr_batch, top_k
 from kshot.selector.base import build_selector
 
 DIM = 32
@@ -173,7 +173,7 @@ def test_ivf_reaches_recall_target() -> None:
 
 def python_jaccard_top_k(token_sets: list[set[str]], query: str, k: int) -> list[tuple[int, float]]:
     q = set(tokenize(query))
-    scored = [(i, jaccard(q, t)) for i, t in enumerate(token_sets)]
+    scored = [(i, len(q & t) / len(q | t) if q | t else 0.0) for i, t in enumerate(token_sets)]
     scored.sort(key=lambda p: (-p[1], p[0]))
     return scored[:k]
 
@@ -222,18 +222,18 @@ def test_mmr_equals_langchain(seed: int, fetch_k: int, lam: float) -> None:
     rng = np.random.default_rng(seed)
     q = unit(rng, 1)[0]
     cands = clustered(rng, fetch_k, centres=4)
-    ours = mmr(q, cands, 4, lam)
+    ours = mmr_batch(q[None], cands[None], 4, lam)[0]
     theirs = maximal_marginal_relevance(np.array([q]), list(cands), lam, 4)
     assert ours.tolist() == list(theirs)
 
 
-def test_mmr_batch_equals_mmr() -> None:
+def test_mmr_batch_equals_one_query_at_a_time() -> None:
     rng = np.random.default_rng(3)
     qs = unit(rng, 16)
     cands = np.stack([clustered(rng, 50, centres=5) for _ in range(16)])
     batch = mmr_batch(qs, cands, 6, 0.5)
     for i in range(16):
-        assert batch[i].tolist() == mmr(qs[i], cands[i], 6, 0.5).tolist()
+        assert batch[i].tolist() == mmr_batch(qs[i : i + 1], cands[i : i + 1], 6, 0.5)[0].tolist()
 
 
 # --- selectors against LangChain FAISS on the same embeddings ----------------------------------
@@ -289,7 +289,7 @@ def test_mmr_selector_equals_langchain(shared: dict[str, object], fetch_k: int) 
 
     index, store, queries = shared["index"], shared["store"], shared["queries"]
     assert isinstance(index, ExampleIndex) and isinstance(queries, list)
-    ours = build_selector(index, "mmr", fetch_k=fetch_k, **{"lambda": 0.5})
+    ours = build_selector(index, "mmr", {"fetch_k": fetch_k, "lambda": 0.5})
     theirs = MaxMarginalRelevanceExampleSelector(
         vectorstore=store, k=4, fetch_k=fetch_k, input_keys=["input"]
     )

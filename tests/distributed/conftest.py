@@ -37,7 +37,7 @@ QUERIES = [
 @pytest.fixture
 def index_dir(tmp_path: Path, toy_examples: list[Example]) -> Path:
     path = tmp_path / "index"
-    ExampleIndex.build(toy_examples, HashingEncoder(64), path=path)
+    ExampleIndex.build(toy_examples, HashingEncoder(64), path=path).close()
     return path
 
 

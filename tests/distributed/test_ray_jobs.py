@@ -41,7 +41,9 @@ def test_the_ray_build_equals_the_local_build(cli: Cli, tmp_path: Path) -> None:
     common = ["index", "build", str(corpus), "--model", "hashing:64", "--no-progress"]
     cli(*common, "--out", str(tmp_path / "local"))
     cli(*common, "--out", str(tmp_path / "ray"), "--ray", "--ray-actors", "2")
-    local, on_ray = ExampleIndex.load(tmp_path / "local"), ExampleIndex.load(tmp_path / "ray")
+    local, on_ray = (
+        ExampleIndex.load(tmp_path / name, read_only=True) for name in ("local", "ray")
+    )
     slots = list(range(local.n_slots))
     assert on_ray.n_slots == local.n_slots == len(rows)
     assert [e.id for e in on_ray.examples_at(slots)] == [r["id"] for r in rows]

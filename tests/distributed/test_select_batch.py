@@ -56,7 +56,7 @@ def test_records_equal_per_query_select_in_input_order(
     args = ["-k", "3", "-s", "mmr", "-p", "lambda=0.7", "--filter", "topic=card"]
     cli(*batch_args(index_dir, queries_file, out, *args))
     records = read_jsonl(out)
-    index = load_index(index_dir)
+    index = load_index(index_dir, read_only=True)
     texts = [text for _, text in query_rows]
     assert [r["position"] for r in records] == list(range(len(texts)))
     assert [r["query"] for r in records] == texts
@@ -64,9 +64,13 @@ def test_records_equal_per_query_select_in_input_order(
         f"q{i}" if i % 3 == 0 else str(i) for i in range(len(texts))
     ]
     for record in records:
-        params = {"lambda": 0.7}
         expected = select(
-            index, record["query"], 3, selector="mmr", filter={"topic": "card"}, **params
+            index,
+            record["query"],
+            3,
+            selector="mmr",
+            params={"lambda": 0.7},
+            filter={"topic": "card"},
         )
         assert [e["id"] for e in record["examples"]] == [s.example.id for s in expected]
         assert [e["score"] for e in record["examples"]] == pytest.approx(
@@ -86,7 +90,7 @@ def test_prompts_equal_assemble(
             index_dir, queries_file, out, "--prompt", "--tokenizer", "whitespace", *template
         )
     )
-    index = load_index(index_dir)
+    index = load_index(index_dir, read_only=True)
     from kshot.prompt import PromptTemplate
 
     for record in read_jsonl(out):

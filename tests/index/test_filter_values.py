@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from kshot.api import select
 from kshot.errors import FilterError
 from kshot.index import ExampleIndex, HashingEncoder
 from kshot.index.filters import filter_values
@@ -47,10 +48,10 @@ def test_good_values_pass() -> None:
 def test_a_value_of_a_kind_the_field_never_holds_is_refused() -> None:
     index = ExampleIndex.build(ROWS, HashingEncoder(32))
     with pytest.raises(FilterError, match=r"'dataset'.*True is a boolean.*only string"):
-        index.search("text", 3, filter={"dataset": True})
+        select(index, "text", 3, filter={"dataset": True})
     with pytest.raises(FilterError, match=r"'n'.*'3' is a string.*only number"):
-        index.search("text", 3, filter={"n": "3"})
+        select(index, "text", 3, filter={"n": "3"})
     # The right kind that matches nothing is a legitimate empty answer.
-    assert index.search("text", 3, filter={"dataset": "d2"}) == [[]]
-    assert index.search("text", 3, filter={"n": 99}) == [[]]
-    assert len(index.search("text", 3, filter={"gold": True, "n": [0, 2]})[0]) == 2
+    assert select(index, "text", 3, filter={"dataset": "d2"}) == []
+    assert select(index, "text", 3, filter={"n": 99}) == []
+    assert len(select(index, "text", 3, filter={"gold": True, "n": [0, 2]})) == 2

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import bm25s
 import numpy as np
@@ -9,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kshot.errors import ConfigError, DataError, NotFoundError, QueryError
+from kshot.errors import DataError, NotFoundError, QueryError
 from kshot.index.lexical import LexicalIndex, tokenize
-from kshot.selector._math import jaccard
 
 WORDS = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango"]
 texts_st = st.lists(
@@ -21,17 +19,21 @@ texts_st = st.lists(
 )
 
 
+def jaccard(a: set[str], b: set[str]) -> float:
+    """Jaccard similarity from its definition (0 when both sets are empty)."""
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
 def brute_jaccard(
     texts: dict[int, str],
     query: str,
     k: int,
     allowed: set[int] | None = None,
     exclude: set[int] | None = None,
-    ngram: int = 1,
 ) -> tuple[list[int], list[float]]:
-    q = set(tokenize(query, ngram))
+    q = set(tokenize(query))
     rows = [
-        (-jaccard(q, set(tokenize(t, ngram))), rid)
+        (-jaccard(q, set(tokenize(t))), rid)
         for rid, t in texts.items()
         if (allowed is None or rid in allowed) and (exclude is None or rid not in exclude)
     ]
@@ -50,12 +52,9 @@ def build(texts: list[str], start: int = 0, **kw: object) -> tuple[LexicalIndex,
 # ---------------------------------------------------------------- tokenisation
 
 
-def test_tokenize_nfkc_casefold_ngrams() -> None:
+def test_tokenize_nfkc_casefold() -> None:
     assert tokenize("Straße ＡＢＣ ﬁne,  x_y 42!") == ["strasse", "abc", "fine", "x_y", "42"]
-    assert tokenize("a b c", ngram=3) == ["a", "b", "c", "a b", "b c", "a b c"]
     assert tokenize("   ") == []
-    with pytest.raises(ConfigError):
-        tokenize("a", ngram=0)
 
 
 # ---------------------------------------------------------------- jaccard
@@ -160,11 +159,6 @@ def test_incremental_equals_from_scratch(
             assert c[0].tolist() == d[0].tolist()
             np.testing.assert_allclose(c[1], d[1], rtol=1e-6)
     assert idx.rowids().tolist() == sorted(by_id)
-    idx.compact()
-    assert idx.n_segments <= 1
-    assert (
-        idx.jaccard_top_k("apple", 5)[0].tolist() == scratch.jaccard_top_k("apple", 5)[0].tolist()
-    )
 
 
 def test_write_validation() -> None:
@@ -181,24 +175,9 @@ def test_write_validation() -> None:
     idx.remove(np.array([0]))
     with pytest.raises(NotFoundError):
         idx.remove(np.array([0]))
-    with pytest.raises(QueryError):
+    with pytest.raises(QueryError, match="at least 1"):
         idx.jaccard_top_k("a", 0)
-    with pytest.raises(ConfigError):
-        LexicalIndex(method="nope")
     assert idx.nbytes > 0
-
-
-def test_ngram_jaccard() -> None:
-    texts = ["new york city", "york new city", "los angeles"]
-    idx, by_id = build(texts, ngram=2)
-    ids, scores = idx.jaccard_top_k("new york", 3)
-    exp_ids, exp_scores = brute_jaccard(by_id, "new york", 3, ngram=2)
-    assert ids.tolist() == exp_ids
-    np.testing.assert_allclose(scores, exp_scores)
-    assert ids[0] == 0
-
-
-# ---------------------------------------------------------------- BM25
 
 
 def test_bm25_agrees_with_bm25s() -> None:
@@ -206,16 +185,16 @@ def test_bm25_agrees_with_bm25s() -> None:
     vocab = [f"w{i}" for i in range(40)]
     texts = [" ".join(rng.choice(vocab, size=rng.integers(1, 12))) for _ in range(200)]
     queries = [" ".join(rng.choice(vocab, size=3)) for _ in range(20)]
-    for method in ("lucene", "robertson", "atire", "bm25+"):
-        idx, _ = build(texts, k1=1.2, b=0.6, method=method)
-        ref = bm25s.BM25(k1=1.2, b=0.6, method=method)
-        ref.index([tokenize(t) for t in texts], show_progress=False)
-        for q in queries:
-            ref_scores = ref.get_scores(tokenize(q))
-            ids, scores = idx.bm25_top_k(q, 10)
-            order = sorted(range(len(texts)), key=lambda i: (-ref_scores[i], i))[:10]
-            assert ids.tolist() == [3 * i for i in order]
-            np.testing.assert_allclose(scores, ref_scores[order], rtol=1e-6)
+    idx, _ = build(texts)
+    # The one variant the index scores with (the selectors' documented BM25).
+    ref = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    ref.index([tokenize(t) for t in texts], show_progress=False)
+    for q in queries:
+        ref_scores = ref.get_scores(tokenize(q))
+        ids, scores = idx.bm25_top_k(q, 10)
+        order = sorted(range(len(texts)), key=lambda i: (-ref_scores[i], i))[:10]
+        assert ids.tolist() == [3 * i for i in order]
+        np.testing.assert_allclose(scores, ref_scores[order], rtol=1e-6)
 
 
 def test_bm25_allowed_exclude_fill_and_batch() -> None:
@@ -245,32 +224,6 @@ def test_empty_index() -> None:
     assert len(idx) == 0
 
 
-def test_sanity_timing() -> None:
-    """Prints per-query timings with ``-s``; asserts nothing about speed."""
-    rng = np.random.default_rng(0)
-    vocab = np.array([f"w{i}" for i in range(20000)])
-    p = 1.0 / np.arange(1, 20001) ** 1.1
-    p /= p.sum()
-    n = 20000
-    words = rng.choice(vocab, size=(n, 10), p=p)
-    texts = [" ".join(r) for r in words]
-    idx = LexicalIndex()
-    t0 = time.perf_counter()
-    idx.add(np.arange(n), texts)
-    build_s = time.perf_counter() - t0
-    queries = [" ".join(rng.choice(vocab, size=6, p=p)) for _ in range(50)]
-    t0 = time.perf_counter()
-    for q in queries:
-        idx.jaccard_top_k(q, 8)
-    jac = (time.perf_counter() - t0) / len(queries)
-    idx.bm25_top_k(queries[0], 8)
-    t0 = time.perf_counter()
-    for q in queries:
-        idx.bm25_top_k(q, 8)
-    bm = (time.perf_counter() - t0) / len(queries)
-    print(f"\n{n} docs: build {build_s:.2f}s, jaccard {jac * 1e3:.2f} ms, bm25 {bm * 1e3:.2f} ms")
-
-
 @pytest.mark.parametrize("k", [1, 5, 40])
 def test_jaccard_pruned_path_exact_on_zipf_corpus(k: int) -> None:
     """Large postings take the bincount + count-level pruning path; compare to brute force."""
@@ -298,3 +251,14 @@ def test_jaccard_pruned_path_exact_on_zipf_corpus(k: int) -> None:
             exp_ids, exp_scores = brute_jaccard(by_id, query, k, allow, {5, 6})
             assert ids_.tolist() == exp_ids
             np.testing.assert_allclose(scores, exp_scores)
+
+
+@settings(max_examples=30)
+@given(texts_st, st.data())
+def test_document_frequencies_count_live_documents(texts: list[str], data: st.DataObject) -> None:
+    idx, by_id = build(texts)
+    gone = data.draw(st.sets(st.sampled_from(sorted(by_id)), max_size=4))
+    idx.remove(np.array(sorted(gone), dtype=np.int64))
+    live = [set(tokenize(t)) for rid, t in by_id.items() if rid not in gone]
+    asked = [*WORDS[:5], "absent"]
+    assert idx.document_frequencies(asked) == {w: sum(w in doc for doc in live) for w in asked}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,18 +11,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kshot.api import select
 from kshot.errors import ConfigError, FilterError, QueryError, UnknownSelectorError
 from kshot.index.encoder import HashingEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.index.filters import normalize_text
 from kshot.selector import (
+    BalancedParams,
     BaseSelector,
+    IndexView,
+    MMRParams,
     Param,
     SelectorSpec,
     available_selectors,
     build_selector,
+    register,
     selector_class,
 )
+from kshot.selector.base import _REGISTRY
 from kshot.types import Example, Scored
 
 SELECTORS = sorted(available_selectors())
@@ -96,7 +104,7 @@ def index() -> ExampleIndex:
 
 
 def make(index: ExampleIndex, name: str, **params: Any) -> BaseSelector:
-    return build_selector(index, name, **{**SEEDED.get(name, {}), **params})
+    return build_selector(index, name, {**SEEDED.get(name, {}), **params})
 
 
 def ids(found: list[Scored]) -> list[str]:
@@ -143,8 +151,11 @@ def test_unknown_selector_lists_the_known_ones(index: ExampleIndex) -> None:
 
 def test_spec_and_name_build_the_same_selector(index: ExampleIndex) -> None:
     by_spec = build_selector(index, SelectorSpec("mmr", {"lambda": 0.3, "fetch_k": 10}))
-    by_name = build_selector(index, "mmr", **{"lambda": 0.3, "fetch_k": 10})
-    assert by_spec.config == by_name.config == {"lambda": 0.3, "fetch_k": 10}
+    by_name = build_selector(index, "mmr", {"lambda": 0.3, "fetch_k": 10})
+    typed = build_selector(index, "mmr", MMRParams(lambda_=0.3, fetch_k=10))
+    expected = {"dedupe_threshold": None, "lambda": 0.3, "fetch_k": 10}
+    assert by_spec.params.to_dict() == by_name.params.to_dict() == expected
+    assert typed.params == by_name.params
     q = QUERIES[0]
     assert ids(by_spec.select(q, 3)) == ids(by_name.select(q, 3))
 
@@ -161,17 +172,17 @@ def test_spec_validates_its_shape() -> None:
 
 
 def test_cli_strings_are_coerced(index: ExampleIndex) -> None:
-    sel = build_selector(index, "mmr", **{"lambda": "0.25", "fetch_k": "12"})
-    assert sel.config == {"lambda": 0.25, "fetch_k": 12}
-    sel = build_selector(index, "balanced", ensure_labels="top_up, change_pin")
-    assert sel.config["ensure_labels"] == ["top_up", "change_pin"]
+    sel = build_selector(index, "mmr", {"lambda": "0.25", "fetch_k": "12"})
+    assert sel.params == MMRParams(lambda_=0.25, fetch_k=12)
+    sel = build_selector(index, "balanced", {"ensure_labels": "top_up, change_pin"})
+    assert sel.params == BalancedParams(ensure_labels=("top_up", "change_pin"))
 
 
 @pytest.mark.parametrize("name", SELECTORS)
 def test_unknown_parameter_is_rejected(index: ExampleIndex, name: str) -> None:
     with pytest.raises(ConfigError, match="no parameter 'bogus'") as err:
-        build_selector(index, name, bogus=1)
-    for param in selector_class(name).params:
+        build_selector(index, name, {"bogus": 1})
+    for param in selector_class(name).Params.fields():
         assert param.name in str(err.value)
 
 
@@ -193,7 +204,7 @@ def _out_of_range(param: Param) -> list[Any]:
 PARAM_CASES = [
     (name, param, value)
     for name in SELECTORS
-    for param in selector_class(name).params
+    for param in selector_class(name).Params.fields()
     for value in _out_of_range(param)
 ]
 
@@ -203,7 +214,7 @@ def test_out_of_range_parameter_names_it_and_the_valid_range(
     index: ExampleIndex, name: str, param: Param, value: Any
 ) -> None:
     with pytest.raises(ConfigError) as err:
-        build_selector(index, name, **{param.name: value})
+        build_selector(index, name, {param.name: value})
     message = str(err.value)
     assert repr(param.name) in message
     assert param.describe_range() in message
@@ -214,21 +225,22 @@ def test_defaults_are_in_range_and_schema_describes_them(name: str) -> None:
     cls = selector_class(name)
     schema = cls.schema()
     assert schema["name"] == name and schema["description"]
-    for param in cls.params:
+    for param in cls.Params.fields():
         assert param.coerce(name, param.default) == param.default
-        assert schema["params"][param.name]["default"] == param.default
+        default = list(param.default) if isinstance(param.default, tuple) else param.default
+        assert schema["params"][param.name]["default"] == default
 
 
 def test_balanced_base_must_be_another_registered_selector(index: ExampleIndex) -> None:
     with pytest.raises(UnknownSelectorError, match="'base'"):
-        build_selector(index, "balanced", base="nope")
+        build_selector(index, "balanced", {"base": "nope"})
     with pytest.raises(ConfigError, match="'base'"):
-        build_selector(index, "balanced", base="balanced")
+        build_selector(index, "balanced", {"base": "balanced"})
 
 
 def test_hybrid_needs_some_weight(index: ExampleIndex) -> None:
     with pytest.raises(ConfigError, match="bm25_weight"):
-        build_selector(index, "hybrid", similarity_weight=0, bm25_weight=0)
+        build_selector(index, "hybrid", {"similarity_weight": 0, "bm25_weight": 0})
 
 
 # -- the selection contract ---------------------------------------------------------------
@@ -343,7 +355,7 @@ def test_deterministic_across_builds(index: ExampleIndex, name: str) -> None:
 
 def test_random_depends_on_the_seed(index: ExampleIndex) -> None:
     draws = {
-        tuple(ids(build_selector(index, "random", seed=seed).select(QUERIES[0], 5)))
+        tuple(ids(build_selector(index, "random", {"seed": seed}).select(QUERIES[0], 5)))
         for seed in range(6)
     }
     assert len(draws) > 1
@@ -433,3 +445,176 @@ def test_contract_holds_for_any_request(
 
     assert len(found) == min(k, len(allowed_texts(query, keep, tuple(exclude))))
     assert ids(selector.select_batch([query], k, filter=flt, exclude=exclude)[0]) == ids(found)
+
+
+# -- near-duplicates (issue 11) ------------------------------------------------------------------
+@pytest.mark.parametrize("name", SELECTORS)
+def test_the_query_text_never_comes_back_whatever_its_case_spacing_and_punctuation(
+    name: str,
+) -> None:
+    corpus = [
+        Example(input="My card hasn't arrived.", label="card_arrival", id="self"),
+        Example(input="my card hasn't arrived yet, why?", label="card_arrival", id="near"),
+        Example(input="How do I reset my PIN?", label="change_pin", id="pin"),
+        Example(input="Where is my new card?", label="card_arrival", id="where"),
+    ]
+    selector = make(ExampleIndex.build(corpus, HashingEncoder(64)), name)
+    for query in (
+        "my card hasn't arrived",
+        "MY CARD -- HASN'T ARRIVED!!",
+        " my card hasn't arrived .",
+    ):
+        found = ids(selector.select(query, 4))
+        assert "self" not in found, f"{name} returned the query's own text for {query!r}"
+        assert len(found) == 3
+
+
+def _cosines(index: ExampleIndex, query: str, found: list[Scored]) -> tuple[list[float], float]:
+    """Each pick's cosine to the query, and the largest cosine between two picks."""
+    vectors = index.encoder.encode([query, *(s.example.input for s in found)])
+    to_query = (vectors[1:] @ vectors[0]).tolist()
+    gram = vectors[1:] @ vectors[1:].T
+    between = max((gram[i, j] for i in range(len(found)) for j in range(i)), default=-1.0)
+    return to_query, float(between)
+
+
+NEAR = 0.8
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_dedupe_threshold_drops_near_duplicates_before_the_top_k_cut(
+    index: ExampleIndex, name: str
+) -> None:
+    plain = make(index, name)
+    deduped = make(index, name, dedupe_threshold=NEAR)
+    assert plain.params.dedupe_threshold is None, "dedupe_threshold must be off by default"
+    dropped = 0
+    for query in QUERIES:
+        found = deduped.select(query, 6)
+        check_hygiene(query, found, 6)
+        to_query, between = _cosines(index, query, found)
+        assert all(c < NEAR for c in to_query), f"{name}: a pick is a near-duplicate of the query"
+        assert between < NEAR, f"{name}: two picks are near-duplicates of each other"
+        # Applied before the cut: the request still fills k from what is left.
+        everything = deduped.select(query, 1000)
+        assert len(found) == min(6, len(everything))
+        dropped += len(plain.select(query, 1000)) - len(everything)
+    assert dropped > 0, "the corpus has near-duplicates at this threshold: some must go"
+
+
+def test_dedupe_threshold_is_validated_like_every_parameter(index: ExampleIndex) -> None:
+    for bad in (1.5, -0.1, "high"):
+        with pytest.raises(ConfigError, match=r"'dedupe_threshold'.*valid range: \[0, 1\]"):
+            build_selector(index, "similarity", {"dedupe_threshold": bad})
+    assert build_selector(index, "bm25", {"dedupe_threshold": "0.9"}).params.dedupe_threshold == 0.9
+
+
+# -- typed parameters ------------------------------------------------------------------------
+def test_typed_params_validate_on_construction_and_match_the_mapping_form(
+    index: ExampleIndex,
+) -> None:
+    with pytest.raises(ConfigError, match=r"'lambda'.*valid range: \[0, 1\]"):
+        MMRParams(lambda_=1.5)
+    with pytest.raises(ConfigError, match="takes MMRParams, got BalancedParams"):
+        build_selector(index, "mmr", BalancedParams())
+    typed = select(index, QUERIES[0], 3, selector="mmr", params=MMRParams(lambda_=0.3))
+    mapped = select(index, QUERIES[0], 3, selector="mmr", params={"lambda": 0.3})
+    assert ids(typed) == ids(mapped)
+    assert ids(mapped) != ids(select(index, QUERIES[0], 3, selector="mmr", params={"lambda": 0.0}))
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_the_schema_is_generated_from_the_params_dataclass(name: str) -> None:
+    cls = selector_class(name)
+    fields = {f.name: f for f in dataclasses.fields(cls.Params)}
+    schema = cls.schema()["params"]
+    assert len(schema) == len(fields)
+    for p in cls.Params.fields():
+        assert p.attr in fields and schema[p.name]["description"] == p.help
+        assert fields[p.attr].default == p.default
+    assert "dedupe_threshold" in schema
+
+
+# -- composition and the view ----------------------------------------------------------------
+class _PublicOnly(BaseSelector):
+    """A strategy with no ``_pick``: only its public interface answers."""
+
+    description = "test strategy reachable through select_batch only"
+
+    def _select(
+        self, queries: list[str], k: int, filter: Any, exclude: list[str]
+    ) -> list[list[Scored]]:
+        inner = build_selector(self.index, "similarity", self.params)
+        return inner.select_batch(queries, k, filter=filter, exclude=exclude)
+
+
+@pytest.fixture
+def public_only() -> Iterator[str]:
+    name = "test-public-only"
+    register(name)(_PublicOnly)
+    yield name
+    _REGISTRY.pop(name)
+
+
+def test_balanced_uses_its_base_through_the_public_interface(
+    index: ExampleIndex, public_only: str
+) -> None:
+    through_public = build_selector(index, "balanced", {"base": public_only})
+    reference = build_selector(index, "balanced", {"base": "similarity"})
+    for query in QUERIES:
+        assert ids(through_public.select(query, 4)) == ids(reference.select(query, 4))
+    ensured = build_selector(index, "balanced", {"base": public_only, "ensure_labels": "top_up"})
+    assert "top_up" in {s.example.label for s in ensured.select(QUERIES[0], 2)}
+
+
+def test_coverage_takes_document_frequencies_from_the_lexical_index(
+    index: ExampleIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kshot.selector.coverage as coverage
+
+    calls: list[str] = []
+    real = coverage.tokenize
+    monkeypatch.setattr(coverage, "tokenize", lambda text: calls.append(text) or real(text))
+    selector = build_selector(index, "coverage", {"fetch_k": 5})
+    found = selector.select(QUERIES[0], 3)
+    # The query and the pool's candidates only: the corpus is never re-tokenised.
+    assert len(found) == 3 and len(calls) <= 1 + 5
+    live = [set(real(ex.input)) for ex in CORPUS]
+    weights = selector._weights(["card", "pin", "zebra"])  # type: ignore[attr-defined]
+    for token, weight in weights.items():
+        df = sum(token in doc for doc in live)
+        assert weight == pytest.approx(math.log(1 + (len(CORPUS) - df + 0.5) / (df + 0.5)))
+
+
+class _ViewOnly:
+    """Exposes only what :class:`IndexView` declares, so a selector reaching past it fails."""
+
+    _ALLOWED = frozenset(
+        name for name in dir(IndexView) if not name.startswith("_") and name != "lexical"
+    )
+
+    def __init__(self, inner: ExampleIndex) -> None:
+        self._inner = inner
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    @property
+    def lexical(self) -> Any:
+        return self._inner.lexical
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._ALLOWED:
+            raise AttributeError(f"{name!r} is not part of the selectors' view of an index")
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_selectors_read_the_index_through_the_view_only(index: ExampleIndex, name: str) -> None:
+    on_view = make(_ViewOnly(index), name, dedupe_threshold=0.95)  # type: ignore[arg-type]
+    direct = make(index, name, dedupe_threshold=0.95)
+    for query in QUERIES:
+        for flt in (None, FILTERS[1][0]):
+            assert ids(on_view.select(query, 4, filter=flt)) == ids(
+                direct.select(query, 4, filter=flt)
+            )

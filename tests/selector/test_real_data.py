@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from kshot.bench.lookup import LookupEncoder
 from kshot.index.encoder import SentenceTransformerEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.selector import available_selectors, build_selector
@@ -49,38 +50,14 @@ def queries(banking_test: list[Example]) -> list[Example]:
     return banking_test[::step][:N_QUERIES]
 
 
-class MemoEncoder:
+@pytest.fixture(scope="module")
+def encoder(minilm: SentenceTransformerEncoder) -> LookupEncoder:
     """The real MiniLM encoder, remembering every text it encoded: the tests repeat queries."""
-
-    def __init__(self, inner: SentenceTransformerEncoder) -> None:
-        self.inner = inner
-        self.memory: dict[str, np.ndarray] = {}
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
-    ) -> np.ndarray:
-        new = sorted({t for t in texts if t not in self.memory})
-        if new:
-            encoded = self.inner.encode(new, batch_size=batch_size, show_progress=show_progress)
-            self.memory.update(zip(new, encoded, strict=True))
-        return np.stack([self.memory[t] for t in texts])
+    return LookupEncoder(minilm)
 
 
 @pytest.fixture(scope="module")
-def encoder(minilm: SentenceTransformerEncoder) -> MemoEncoder:
-    return MemoEncoder(minilm)
-
-
-@pytest.fixture(scope="module")
-def vectors(subset: list[Example], encoder: MemoEncoder) -> dict[str, np.ndarray]:
+def vectors(subset: list[Example], encoder: LookupEncoder) -> dict[str, np.ndarray]:
     """Each subset example's MiniLM embedding by id (encoded once for the module)."""
     matrix = encoder.encode([ex.input for ex in subset], batch_size=128)
     return {ex.id: row for ex, row in zip(subset, matrix, strict=True)}
@@ -88,7 +65,7 @@ def vectors(subset: list[Example], encoder: MemoEncoder) -> dict[str, np.ndarray
 
 @pytest.fixture(scope="module")
 def index(
-    subset: list[Example], vectors: dict[str, np.ndarray], encoder: MemoEncoder
+    subset: list[Example], vectors: dict[str, np.ndarray], encoder: LookupEncoder
 ) -> ExampleIndex:
     return ExampleIndex.build(subset, encoder, embeddings=[vectors[ex.id] for ex in subset])
 
@@ -109,7 +86,7 @@ def distinct_labels(found: list[list[Scored]]) -> float:
 def run(
     index: ExampleIndex, name: str, queries: list[Example], **params: object
 ) -> list[list[Scored]]:
-    selector = build_selector(index, name, **params)
+    selector = build_selector(index, name, params)
     return selector.select_batch([q.input for q in queries], K)
 
 

@@ -198,3 +198,19 @@ def test_openapi_documents_the_schemas(client: TestClient) -> None:
     select = spec["components"]["schemas"]["SelectRequest"]
     assert select["additionalProperties"] is False
     assert select["properties"]["query"]["description"] == "The query text."
+
+
+def test_selectors_listing_is_every_selectors_schema(client: TestClient) -> None:
+    body = client.get("/v1/selectors").json()
+    assert body["selectors"] == [cls.schema() for cls in available_selectors().values()]
+
+
+def test_selector_params_are_validated_like_the_python_api(client: TestClient) -> None:
+    body = {"query": "block my card", "k": 2, "params": {"dedupe_threshold": 2}}
+    r = client.post("/v1/select", json=body)
+    assert 400 <= r.status_code < 500
+    error = r.json()["error"]
+    assert set(error) >= {"type", "message"}
+    assert "'dedupe_threshold'" in error["message"] and "[0, 1]" in error["message"]
+    ok = {**body, "selector": "mmr", "params": {"lambda": 0.3, "dedupe_threshold": 0.99}}
+    assert len(client.post("/v1/select", json=ok).json()["examples"]) == 2

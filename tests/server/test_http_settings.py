@@ -74,9 +74,9 @@ def test_lifespan_loads_and_saves(index_dir: Path) -> None:
     with TestClient(app) as client:
         assert client.get("/readyz").status_code == 200
         assert client.post("/v1/examples", json={"examples": [{"input": "q", "id": "q"}]}).json()
-        # durable when the response returns: a second reader of the store sees it
-        with pytest.warns(RuntimeWarning, match="rebuilding"):
-            assert ExampleIndex.load(index_dir).get(["q"])[0].input == "q"
+        # durable when the response returns: a read-only opener beside the server sees it
+        with ExampleIndex.load(index_dir, read_only=True) as beside:
+            assert beside.get(["q"])[0].input == "q"
     after = manifest.read_text()
     assert before != after
     assert '"count": 25' in after

@@ -24,13 +24,4 @@ router = APIRouter(
 @router.get("/selectors", response_model=SelectorsResponse)
 def selectors() -> dict[str, Any]:
     """Names, descriptions and parameter schemas of every registered selector."""
-    return {
-        "selectors": [
-            {
-                "name": name,
-                "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
-                "params": {p.name: p.schema() for p in cls.params},
-            }
-            for name, cls in available_selectors().items()
-        ]
-    }
+    return {"selectors": [cls.schema() for cls in available_selectors().values()]}

@@ -1,5 +1,7 @@
-"""Pure numpy building blocks of the selectors: top-k, cosine, MMR, Jaccard, DPP, coverage, RRF.
+"""Pure ranking kernels: top-k, MMR, DPP, coverage, reciprocal-rank fusion.
 
+The bottom layer that the index (``top_k``) and the selectors both import, as
+sentence-transformers keeps its similarity and retrieval kernels in ``util`` below its models.
 Every function takes numpy arrays (or plain Python containers) and returns numpy arrays; none of
 them knows about indexes, stores or encoders. All of them are deterministic: ties are broken by
 ascending id (or position) so that the same inputs always give the same picks.
@@ -10,38 +12,38 @@ Vectors are expected to be L2-normalised rows, so that a dot product is the cosi
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from kshot.errors import ConfigError, QueryError
+from kshot.types import FloatArray, IntArray
 
 __all__ = [
-    "cosine_similarity",
+    "check_k",
     "coverage_greedy",
     "dpp_greedy",
-    "jaccard",
-    "mmr",
     "mmr_batch",
     "reciprocal_rank_fusion",
     "top_k",
 ]
 
-FloatArray = npt.NDArray[np.floating[Any]]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-
 _SUBSAMPLE_MIN_N = 1 << 15
 _SUBSAMPLE_STRIDE = 16
 
 
-def _check_k(k: int) -> int:
-    k = int(k)
-    if k < 0:
-        raise QueryError(f"k must be >= 0, got {k}")
-    return k
+def check_k(k: Any) -> int:
+    """Return ``k`` as an int when it is a whole number of at least 1; raise otherwise.
+
+    The one rule for every ``k`` in kshot (kernels, lexical index, selectors, HTTP, CLI): asking
+    for no examples is always a caller's mistake (a zero-shot prompt needs no selection), so
+    refusing it everywhere gives one message instead of an empty answer on some paths only.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise QueryError(f"k must be a whole number of at least 1, got {k!r}")
+    return int(k)
 
 
 def _as_float_scores(scores: npt.ArrayLike) -> FloatArray:
@@ -113,7 +115,7 @@ def top_k(scores: npt.ArrayLike, k: int, *, ids: npt.ArrayLike | None = None) ->
 
     Runs in O(n + k log k) per row: one ``argpartition``, then a sort of the ``k`` selected.
     """
-    k = _check_k(k)
+    k = check_k(k)
     s = _as_float_scores(scores)
     id_arr = None if ids is None else np.asarray(ids)
     if s.ndim == 1:
@@ -152,111 +154,6 @@ def top_k(scores: npt.ArrayLike, k: int, *, ids: npt.ArrayLike | None = None) ->
     return out
 
 
-def cosine_similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
-    """Cosine similarity of L2-normalised rows: ``a @ b.T``.
-
-    Args:
-        a: shape ``(d,)`` or ``(m, d)``.
-        b: shape ``(d,)`` or ``(n, d)``.
-
-    Returns:
-        The dot products, shape ``()`` / ``(n,)`` / ``(m,)`` / ``(m, n)`` following the inputs.
-
-    Raises:
-        ConfigError: the inputs are not 1-D/2-D or their dimensions differ.
-    """
-    x = np.asarray(a)
-    y = np.asarray(b)
-    if x.ndim not in (1, 2) or y.ndim not in (1, 2):
-        raise ConfigError(f"vectors must be 1-D or 2-D, got shapes {x.shape} and {y.shape}")
-    if x.shape[-1] != y.shape[-1]:
-        raise ConfigError(
-            f"dimension mismatch: {x.shape} has dim {x.shape[-1]}, {y.shape} has dim {y.shape[-1]}"
-        )
-    result: FloatArray = np.asarray(x @ y.T)
-    return result
-
-
-def _mmr_inputs(
-    candidate_vecs: npt.ArrayLike,
-    relevance: FloatArray,
-    valid: npt.ArrayLike | None,
-) -> tuple[FloatArray, BoolArray]:
-    cands = np.asarray(candidate_vecs)
-    ok = np.isfinite(relevance)
-    if valid is not None:
-        mask = np.asarray(valid, dtype=bool)
-        if mask.shape != relevance.shape:
-            raise ConfigError(f"valid mask shape {mask.shape} != candidates {relevance.shape}")
-        ok &= mask
-    return cands, ok
-
-
-def mmr(
-    query_vec: npt.ArrayLike | None,
-    candidate_vecs: npt.ArrayLike,
-    k: int,
-    lambda_mult: float = 0.5,
-    *,
-    relevance: npt.ArrayLike | None = None,
-    valid: npt.ArrayLike | None = None,
-) -> IntArray:
-    """Maximal marginal relevance, picking greedily; returns candidate positions in pick order.
-
-    Same rule as LangChain's ``maximal_marginal_relevance``: the first pick is the candidate most
-    similar to the query; each next pick maximises
-    ``lambda_mult * sim(query, c) - (1 - lambda_mult) * max(sim(c, picked))``, ties going to the
-    lowest position. Vectors must be L2-normalised (similarity is the dot product), so on such
-    inputs the picks equal LangChain's. Cost: one matvec of the candidates per pick,
-    O(k * n * d) in all, with a running max-similarity vector.
-
-    Args:
-        query_vec: shape ``(d,)``; may be ``None`` when ``relevance`` is given.
-        candidate_vecs: shape ``(n, d)``.
-        k: how many to pick.
-        lambda_mult: 1 is pure relevance, 0 is pure diversity.
-        relevance: precomputed ``sim(query, c)`` of shape ``(n,)`` (for example from the vector
-            search), used instead of ``candidate_vecs @ query_vec``.
-        valid: boolean mask ``(n,)``; masked candidates and those with non-finite relevance
-            are never picked. With fewer than ``k`` valid candidates, all of them are returned.
-
-    Returns:
-        int64 positions into ``candidate_vecs``, at most ``k``, no duplicates.
-    """
-    k = _check_k(k)
-    cands = np.asarray(candidate_vecs)
-    if cands.ndim != 2:
-        raise ConfigError(f"candidate_vecs must be 2-D (n, d), got shape {cands.shape}")
-    if relevance is None:
-        if query_vec is None:
-            raise ConfigError("mmr needs query_vec or relevance")
-        rel = np.asarray(cosine_similarity(cands, np.asarray(query_vec).reshape(-1)))
-    else:
-        rel = np.asarray(relevance)
-        if rel.shape != (cands.shape[0],):
-            raise ConfigError(f"relevance shape {rel.shape} != ({cands.shape[0]},)")
-    cands, ok = _mmr_inputs(cands, rel, valid)
-    k = min(k, int(ok.sum()))
-    picks = np.empty(k, dtype=np.int64)
-    if k == 0:
-        return picks
-    # The relevance term, scaled once; picked and invalid candidates hold -inf there, so the
-    # loop needs no mask (each pick is a handful of vector operations).
-    gain = np.where(ok, lambda_mult * rel, -np.inf)
-    first = int(np.argmax(np.where(ok, rel, -np.inf)))
-    picks[0] = first
-    gain[first] = -np.inf
-    max_sim = cands @ cands[first]
-    penalty = 1 - lambda_mult
-    for i in range(1, k):
-        j = int(np.argmax(gain - penalty * max_sim))
-        picks[i] = j
-        gain[j] = -np.inf
-        if i + 1 < k:
-            np.maximum(max_sim, cands @ cands[j], out=max_sim)
-    return picks
-
-
 def mmr_batch(
     query_vecs: npt.ArrayLike | None,
     candidate_vecs: npt.ArrayLike,
@@ -266,22 +163,29 @@ def mmr_batch(
     relevance: npt.ArrayLike | None = None,
     valid: npt.ArrayLike | None = None,
 ) -> IntArray:
-    """:func:`mmr` for ``m`` queries at once, vectorised across the batch.
+    """Maximal marginal relevance for ``m`` queries at once; candidate positions in pick order.
+
+    Same rule as LangChain's ``maximal_marginal_relevance``: the first pick is the candidate most
+    similar to the query; each next pick maximises
+    ``lambda_mult * sim(query, c) - (1 - lambda_mult) * max(sim(c, picked))``, ties going to the
+    lowest position. Vectors must be L2-normalised (similarity is the dot product), so on such
+    inputs each row's picks equal LangChain's. Vectorised across the batch: one batched matvec of
+    the candidates per pick, with a running max-similarity matrix.
 
     Args:
         query_vecs: shape ``(m, d)``; may be ``None`` when ``relevance`` is given.
         candidate_vecs: shape ``(m, n, d)``: each query's own candidates.
         k: how many to pick per query.
-        lambda_mult: as in :func:`mmr`.
+        lambda_mult: 1 is pure relevance, 0 is pure diversity.
         relevance: optional precomputed query-candidate similarities, ``(m, n)``.
-        valid: optional boolean mask ``(m, n)``.
+        valid: optional boolean mask ``(m, n)``; masked candidates and those with non-finite
+            relevance are never picked.
 
     Returns:
-        int64 array ``(m, min(k, n))`` of positions in pick order; a row with fewer valid
-        candidates than ``k`` is padded with ``-1`` after its picks. Row ``i`` equals
-        ``mmr(query_vecs[i], candidate_vecs[i], k, ...)`` followed by the padding.
+        int64 array ``(m, min(k, n))`` of positions in pick order, no duplicates within a row; a
+        row with fewer valid candidates than ``k`` is padded with ``-1`` after its picks.
     """
-    k = _check_k(k)
+    k = check_k(k)
     cands = np.asarray(candidate_vecs)
     if cands.ndim != 3:
         raise ConfigError(f"candidate_vecs must be 3-D (m, n, d), got shape {cands.shape}")
@@ -297,7 +201,12 @@ def mmr_batch(
         rel = np.asarray(relevance)
         if rel.shape != (m, n):
             raise ConfigError(f"relevance shape {rel.shape} != ({m}, {n})")
-    cands, ok = _mmr_inputs(cands, rel, valid)
+    ok = np.isfinite(rel)
+    if valid is not None:
+        mask = np.asarray(valid, dtype=bool)
+        if mask.shape != rel.shape:
+            raise ConfigError(f"valid mask shape {mask.shape} != candidates {rel.shape}")
+        ok &= mask
     k = min(k, n)
     out = np.full((m, k), -1, dtype=np.int64)
     if k == 0 or m == 0:
@@ -320,20 +229,6 @@ def mmr_batch(
             else:
                 np.maximum(max_sim, sims, out=max_sim)
     return out
-
-
-def jaccard(a_tokens: Collection[Any], b_tokens: Collection[Any]) -> float:
-    """Jaccard similarity of two token sets: ``|a & b| / |a | b|``; 0.0 when both are empty.
-
-    The reference implementation (tests, small inputs); the index computes the same value
-    vectorised over an inverted index (``kshot.index.lexical``).
-    """
-    a = set(a_tokens)
-    b = set(b_tokens)
-    union = len(a | b)
-    if union == 0:
-        return 0.0
-    return len(a & b) / union
 
 
 def _relevance_order(rel: FloatArray) -> IntArray:
@@ -367,7 +262,7 @@ def dpp_greedy(
     Returns:
         int64 positions, ``min(k, n)`` of them, no duplicates.
     """
-    k = _check_k(k)
+    k = check_k(k)
     q = np.asarray(relevance, dtype=np.float64)
     s = np.asarray(similarity, dtype=np.float64)
     if q.ndim != 1:
@@ -411,39 +306,27 @@ def dpp_greedy(
 
 
 def _coverage_matrix(
-    query_weights: Mapping[str, float] | npt.ArrayLike,
-    candidates: Sequence[Collection[str]] | npt.ArrayLike | sp.spmatrix | sp.sparray,
+    query_weights: Mapping[str, float], candidates: Sequence[Collection[str]]
 ) -> tuple[FloatArray, sp.csr_matrix]:
-    if isinstance(query_weights, Mapping):
-        tokens = list(query_weights)
-        column = {t: i for i, t in enumerate(tokens)}
-        w = np.asarray([float(query_weights[t]) for t in tokens], dtype=np.float64)
-        if not isinstance(candidates, Sequence):
-            raise ConfigError("with a token->weight mapping, candidates must be token sets")
-        cand_sets = cast(Sequence[Collection[str]], candidates)
-        indptr = [0]
-        cols: list[int] = []
-        for cand in cand_sets:
-            cols.extend(sorted({column[t] for t in cand if t in column}))
-            indptr.append(len(cols))
-        mat = sp.csr_matrix(
-            (np.ones(len(cols)), np.asarray(cols, dtype=np.int64), np.asarray(indptr)),
-            shape=(len(cand_sets), len(tokens)),
-        )
-        return w, mat
-    w = np.asarray(query_weights, dtype=np.float64)
-    if w.ndim != 1:
-        raise ConfigError(f"query weights must be 1-D, got shape {w.shape}")
-    mat = sp.csr_matrix(candidates, dtype=np.float64)
-    if mat.shape[1] != w.shape[0]:
-        raise ConfigError(f"candidate matrix {mat.shape} has no column per query token ({w.shape})")
-    mat.data = (mat.data != 0).astype(np.float64)
+    """Query-token weights and the ``(candidates, tokens)`` indicator matrix of who covers what."""
+    tokens = list(query_weights)
+    column = {t: i for i, t in enumerate(tokens)}
+    w = np.asarray([float(query_weights[t]) for t in tokens], dtype=np.float64)
+    indptr = [0]
+    cols: list[int] = []
+    for cand in candidates:
+        cols.extend(sorted({column[t] for t in cand if t in column}))
+        indptr.append(len(cols))
+    mat = sp.csr_matrix(
+        (np.ones(len(cols)), np.asarray(cols, dtype=np.int64), np.asarray(indptr)),
+        shape=(len(candidates), len(tokens)),
+    )
     return w, mat
 
 
 def coverage_greedy(
-    query_weights: Mapping[str, float] | npt.ArrayLike,
-    candidates: Sequence[Collection[str]] | npt.ArrayLike | sp.spmatrix | sp.sparray,
+    query_weights: Mapping[str, float],
+    candidates: Sequence[Collection[str]],
     k: int,
     *,
     relevance: npt.ArrayLike | None = None,
@@ -455,17 +338,15 @@ def coverage_greedy(
     candidate covers anything new, the remaining picks follow relevance order.
 
     Args:
-        query_weights: either a mapping ``token -> weight`` (then ``candidates`` is a sequence of
-            token sets), or an array ``(t,)`` of weights (then ``candidates`` is an ``(n, t)``
-            indicator matrix, dense or scipy sparse; non-zero means "covers").
-        candidates: as above.
+        query_weights: ``token -> weight`` for the query's tokens.
+        candidates: each candidate's token set.
         k: how many to pick.
         relevance: base relevance ``(n,)`` for ties and the fall-back order; zeros by default.
 
     Returns:
         int64 positions, ``min(k, n)`` of them, no duplicates.
     """
-    k = _check_k(k)
+    k = check_k(k)
     w, mat = _coverage_matrix(query_weights, candidates)
     if np.any(w < 0) or not np.all(np.isfinite(w)):
         raise ConfigError("query token weights must be finite and >= 0")

@@ -140,7 +140,7 @@ def write_markdown(r: Mapping[str, Any], path: Path) -> None:
         "this oversubscribed machine two OpenMP threads made one FAISS search about 50x and one "
         "MiniLM call about 25x slower); queries are held-out real sentences never in a corpus; "
         f"the first {_get(run, 'config', 'embed_rows')} corpus rows carry real MiniLM vectors, "
-        "later rows noisy copies of them (see `kshot/bench/_speed_corpus.py`). Ratios are "
+        "later rows noisy copies of them (see `kshot/bench/speed/corpus.py`). Ratios are "
         "LangChain time / kshot time, measured in the same process, query by query interleaved.",
         "",
         "## Targets",

@@ -1,0 +1,177 @@
+"""The quality benchmark's data: loading the splits, limiting them, and the leakage guard.
+
+Leakage guard: training rows that are test rows (same id, or the same normalised input) are
+removed from the training split for every arm (:func:`remove_leaks`); selectors also never
+return an example whose input equals the query, and every selection is checked by
+:func:`assert_no_leak`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kshot.bench.quality.config import QualityConfig
+from kshot.errors import DataError
+from kshot.index.filters import normalize_text
+from kshot.types import Example, Scored
+
+__all__ = [
+    "LabelSpace",
+    "LeakageError",
+    "Splits",
+    "assert_no_leak",
+    "class_key",
+    "fingerprint",
+    "label_space",
+    "load_splits",
+    "remove_leaks",
+    "stratified_limit",
+]
+
+
+class LeakageError(DataError):
+    """A test query was offered itself (same id or same input) as an in-context example."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The training and test rows of one run and the data set's name."""
+
+    train: list[Example]
+    test: list[Example]
+    name: str
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """The class keys (sorted) and each class's readable output text, in the same order."""
+
+    labels: list[str]
+    texts: list[str]
+
+
+def stratified_limit(examples: Sequence[Example], n: int | None, seed: int) -> list[Example]:
+    """Keep ``n`` examples, drawn with ``seed`` and stratified by label; keep the input order.
+
+    Each label keeps close to its share of ``n`` (every example gets the key ``(rank within its
+    label + u) / label size`` with ``u`` uniform, and the ``n`` smallest keys win), so small
+    limits still cover as many labels as they can.
+    """
+    if n is None or n >= len(examples):
+        return list(examples)
+    rng = np.random.default_rng(seed)
+    groups: dict[str | None, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        groups[ex.label if ex.label is not None else ex.output].append(i)
+    keys = np.empty(len(examples), dtype=np.float64)
+    for members in groups.values():
+        order = rng.permutation(len(members))
+        jitter = rng.random(len(members))
+        for rank, (position, u) in enumerate(zip(order, jitter, strict=True)):
+            keys[members[position]] = (rank + u) / len(members)
+    chosen = np.sort(np.argsort(keys, kind="stable")[:n])
+    return [examples[int(i)] for i in chosen]
+
+
+def remove_leaks(
+    train: Sequence[Example], test: Sequence[Example]
+) -> tuple[list[Example], list[str]]:
+    """Drop training rows that are test rows: the same id, or the same normalised input.
+
+    Returns the kept rows and the ids (or inputs, for rows without ids) of the dropped ones.
+    """
+    test_ids = {ex.id for ex in test if ex.id}
+    test_texts = {normalize_text(ex.input) for ex in test}
+    kept: list[Example] = []
+    dropped: list[str] = []
+    for ex in train:
+        if (ex.id and ex.id in test_ids) or normalize_text(ex.input) in test_texts:
+            dropped.append(ex.id or ex.input)
+        else:
+            kept.append(ex)
+    return kept, dropped
+
+
+def assert_no_leak(query: Example, chosen: Iterable[Scored | Example]) -> None:
+    """Raise :class:`LeakageError` if a chosen example is the query (same id or same input)."""
+    text = normalize_text(query.input)
+    for item in chosen:
+        ex = item.example if isinstance(item, Scored) else item
+        if (query.id and ex.id == query.id) or normalize_text(ex.input) == text:
+            raise LeakageError(
+                f"test query {query.id or query.input!r} was offered itself as an in-context "
+                f"example (example id {ex.id!r})"
+            )
+
+
+def class_key(ex: Example) -> str:
+    """The class of an example: its label, or its output when it has no label."""
+    if ex.label is not None:
+        return ex.label
+    if ex.output:
+        return ex.output
+    raise DataError(f"example {ex.id or ex.input!r} has neither a label nor an output")
+
+
+def label_space(train: Sequence[Example], test: Sequence[Example]) -> LabelSpace:
+    """Return the classes of both splits and each class's most frequent output text."""
+    outputs: dict[str, Counter[str]] = defaultdict(Counter)
+    for ex in [*train, *test]:
+        outputs[class_key(ex)][ex.output or class_key(ex)] += 1
+    labels = sorted(outputs)
+    texts = [outputs[label].most_common(1)[0][0] for label in labels]
+    if len(set(texts)) != len(texts):
+        raise DataError("two classes share the same output text; label scoring needs distinct ones")
+    return LabelSpace(labels, texts)
+
+
+def fingerprint(examples: Sequence[Example]) -> str:
+    """A short digest of the rows (ids, inputs, outputs, labels) in order."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps([ex.id, ex.input, ex.output, ex.label]).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def load_splits(config: QualityConfig) -> Splits:
+    """Read the training and test rows of ``config`` (files, or a registered data set).
+
+    Raises:
+        DataError: a split is empty, or a row has neither a label nor an output.
+    """
+    if config.train_file is not None and config.test_file is not None:
+        from kshot.corpus import read_examples
+
+        train = read_examples(config.train_file)
+        test = read_examples(config.test_file)
+        name = Path(config.train_file).stem
+        # Ids make the leakage guard and the arm files precise; give rows without one an id.
+        train = [
+            ex if ex.id else dataclasses.replace(ex, id=f"train-{i:06d}")
+            for i, ex in enumerate(train)
+        ]
+        test = [
+            ex if ex.id else dataclasses.replace(ex, id=f"test-{i:06d}")
+            for i, ex in enumerate(test)
+        ]
+    else:
+        from kshot.data import load_dataset
+
+        assert config.dataset is not None
+        name = config.dataset
+        train = load_dataset(name, "train")
+        test = load_dataset(name, config.test_split)
+    for split, rows in (("train", train), ("test", test)):
+        if not rows:
+            raise DataError(f"the {split} split of {name} is empty")
+        for ex in rows:
+            class_key(ex)
+    return Splits(train, test, name)

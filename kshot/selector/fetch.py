@@ -1,0 +1,89 @@
+"""Candidate fetchers shared by the selectors: nearest neighbours and lexical top-n.
+
+A *fetch* is a function ``fetch(n) -> (scores, slots)`` of shape ``(queries, n)``, best first,
+``-1`` slots (score ``-inf``) padding rows with fewer candidates;
+:meth:`~kshot.selector.base.BaseSelector.ranked_with_refill` calls it with a growing ``n`` until
+the hygiene rules leave enough candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from kshot.selector.view import IndexView
+from kshot.types import Mask
+
+__all__ = ["Fetch", "LexicalMethod", "available", "lexical_fetcher", "nearest", "vector_fetcher"]
+
+Fetch = Callable[[int], tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]
+LexicalMethod = Literal["jaccard", "bm25"]
+
+_NO_SLOT = np.iinfo(np.int64).max
+_GATHER_FLOATS = 1 << 24  # 64 MiB of float32 candidate vectors per block
+
+
+def available(index: IndexView, mask: Mask | None) -> int:
+    """How many examples a request may return at most."""
+    return len(index) if mask is None else int(mask.sum())
+
+
+def nearest(
+    index: IndexView, vectors: npt.NDArray[np.float32], n: int, mask: Mask | None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Top-``n`` slots per query by cosine similarity, ties by insertion order (lower slot first).
+
+    FAISS finds the candidates; their scores are then recomputed exactly from the stored vectors
+    and re-sorted, because FAISS orders equal scores by neither slot nor batch-independent
+    arithmetic (a batched search rounds differently from a single one). The recomputation is
+    element-wise, so a query's scores do not depend on the batch it came in. ``-1`` pads rows
+    with fewer than ``n`` candidates (score ``-inf``).
+    """
+    _, slots = index.vector_search(vectors, n, mask)
+    valid = slots >= 0
+    scores = np.full(slots.shape, -np.inf)
+    # Gather candidate vectors a block of queries at a time: (m, n, d) at once can be gigabytes.
+    step = max(1, _GATHER_FLOATS // max(1, slots.shape[1] * vectors.shape[1]))
+    for start in range(0, len(slots), step):
+        block = slice(start, start + step)
+        candidates = index.slot_vectors(np.where(valid[block], slots[block], 0))
+        scores[block] = np.einsum("mnd,md->mn", candidates, vectors[block], dtype=np.float64)
+    scores[~valid] = -np.inf
+    order = np.lexsort((np.where(valid, slots, _NO_SLOT), -scores), axis=-1)
+    return (
+        np.take_along_axis(scores, order, axis=1),
+        np.take_along_axis(slots, order, axis=1),
+    )
+
+
+def vector_fetcher(index: IndexView, vectors: npt.NDArray[np.float32], mask: Mask | None) -> Fetch:
+    """``fetch(n)`` over the vector index: :func:`nearest` for the given query vectors."""
+    return lambda n: nearest(index, vectors, n, mask)
+
+
+def lexical_fetcher(
+    index: IndexView, queries: list[str], mask: Mask | None, method: LexicalMethod
+) -> Fetch:
+    """``fetch(n)`` over the lexical index, by Jaccard or BM25.
+
+    Results are ranked by score, ties by store row (insertion order); when fewer than ``n``
+    examples score above zero the lexical index pads with zero-score examples in row order.
+    """
+    allowed = None if mask is None else index.slot_rows(index.live_slots(mask))
+    lexical = index.lexical
+    search = lexical.jaccard_top_k_batch if method == "jaccard" else lexical.bm25_top_k_batch
+
+    def fetch(n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        scores = np.full((len(queries), max(n, 0)), -np.inf)
+        slots = np.full((len(queries), max(n, 0)), -1, np.int64)
+        if n <= 0:
+            return scores, slots
+        for i, (rows, row_scores) in enumerate(search(queries, n, allowed=allowed)):
+            slots[i, : len(rows)] = index.slots_of_rows(rows)
+            scores[i, : len(rows)] = row_scores
+        return scores, slots
+
+    return fetch
