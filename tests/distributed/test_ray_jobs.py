@@ -85,6 +85,7 @@ def test_a_run_interrupted_here_resumes_on_ray(
     query_rows: list[tuple[str, str]],
     tmp_path: Path,
     interrupter: Interrupter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     whole = BatchJob(index=index_dir, out=tmp_path / "whole.jsonl", k=2, chunk_size=2)
     run_batch(whole, query_rows)
@@ -92,9 +93,9 @@ def test_a_run_interrupted_here_resumes_on_ray(
     interrupter.stop_at = 4
     with pytest.raises(KeyboardInterrupt):
         run_batch(job, query_rows)
-    interrupter.stop_at, interrupter.ran = None, []
+    # Ray pickles the worker class by value for its actors: hand it the real one, unpatched.
+    monkeypatch.undo()
     assert len(list(job.parts.glob("chunk-*"))) == 4
     report = run_batch(job, query_rows, ray=True, workers=2)
     assert (report.chunks, report.resumed) == (7, 4)
-    assert interrupter.ran == []  # the Ray actors did the rest
     assert job.out.read_bytes() == whole.out.read_bytes()

@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from kshot.cli import app
 from kshot.distributed._ray import import_ray
 from kshot.distributed.batch import BatchJob, run_batch
-from kshot.errors import MissingDependencyError
+from kshot.errors import ConfigError, MissingDependencyError
 
 HINT = "'ray' is not installed; install it with: pip install 'kshot[ray]'"
 
@@ -59,3 +60,14 @@ def test_importing_kshot_and_its_cli_does_not_import_ray() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_index_build_refuses_ray_with_precomputed_embeddings(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"input": "hello there"}\n', encoding="utf-8")
+    vectors = tmp_path / "vectors.npy"
+    np.save(vectors, np.ones((1, 32), dtype=np.float32))
+    args = ["index", "build", str(corpus), "--out", str(tmp_path / "idx"), "--model", "hashing:32"]
+    result = CliRunner().invoke(app, [*args, "--embeddings", str(vectors), "--ray"])
+    assert isinstance(result.exception, ConfigError)
+    assert "--ray computes the embeddings" in str(result.exception)
