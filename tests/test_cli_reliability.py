@@ -95,7 +95,9 @@ def test_writes_beside_a_writer_are_one_line_naming_its_pid(
     index: Path, held: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     more = tmp_path / "more.jsonl"
-    more.write_text(json.dumps({"input": "another row"}) + "\n", encoding="utf-8")
+    more.write_text(
+        json.dumps({"input": "another row", "output": "an answer"}) + "\n", encoding="utf-8"
+    )
     for args in (("index", "add", str(index), str(more)), ("index", "delete", str(index), "r1")):
         line = one_error_line(cli(*args))
         assert f"open for writing by process {held.pid}" in line and "--read-only" in line
@@ -194,7 +196,9 @@ def test_serve_twice_the_second_exits_and_read_only_beside_works(index: Path) ->
 
 def test_a_bad_factory_is_one_line(tmp_path: Path) -> None:
     corpus = tmp_path / "one.jsonl"
-    corpus.write_text(json.dumps({"input": "a row"}) + "\n", encoding="utf-8")
+    corpus.write_text(
+        json.dumps({"input": "a row", "output": "an answer"}) + "\n", encoding="utf-8"
+    )
     line = one_error_line(
         cli("index", "build", str(corpus), "--out", str(tmp_path / "bad"), "--model", "hashing:64",
             "--factory", "NoSuchIndex")
