@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kshot.distributed.commands import CliParsers, RayAddress, RayFlag, register
 from kshot.errors import ConfigError, KshotError
 from kshot.index.filters import LABEL_FIELD
 
@@ -222,6 +223,11 @@ def index_build(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index.")] = False,
     progress: Progress = None,
+    use_ray: RayFlag = False,
+    ray_address: RayAddress = None,
+    ray_actors: Annotated[
+        int | None, typer.Option(help="Ray encoder actors (default: one per GPU, else per CPU).")
+    ] = None,
 ) -> None:
     """Embed a corpus (.jsonl, .csv, .tsv or .parquet) and write an index directory."""
     import time
@@ -236,6 +242,12 @@ def index_build(
     started = time.perf_counter()
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    if use_ray or ray_address is not None:
+        from kshot.distributed.commands import embed_on_ray
+
+        vectors = embed_on_ray(
+            corpus, encoder, embeddings, ray_address, device, ray_actors, progress
+        )
     index = ExampleIndex.build(
         corpus.examples,
         encoder,
@@ -659,6 +671,9 @@ def demo_cmd(
     from kshot.demo import run_demo
 
     run_demo(questions=questions, k=k, use_model=model, seed=seed)
+
+
+register(app, CliParsers(_choice, _template_fields, _read_corpus))
 
 
 def _optional_value(argv: list[str], option: str, default: str) -> list[str]:

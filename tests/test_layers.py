@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"kshot.selector", "kshot.prompt", "kshot.model"},
     {"kshot.api"},
     {"kshot.cli", "kshot.client", "kshot.server", "kshot.integrations", "kshot.bench"}
-    | {"kshot.demo"},
+    | {"kshot.demo", "kshot.distributed"},
     {"kshot"},
 ]
 LEVEL = {part: level for level, parts in enumerate(LAYERS) for part in parts}
