@@ -58,10 +58,9 @@ def test_notes_are_durable_and_travel_with_saves(tmp_path: Path) -> None:
     assert index.notes() == {} and index.info()["notes"] == {}
     index.set_note("outputs", "the labels")
     index.save(tmp_path / "one")
+    index.close()  # one writer per directory: let go of it before loading it again
     loaded = ExampleIndex.load(tmp_path / "one")
     assert loaded.info()["notes"] == {"outputs": "the labels"}
     loaded.set_note("source", "ünïcode.csv")  # durable at once, no save needed
-    assert ExampleIndex.load(tmp_path / "one").notes() == {
-        "outputs": "the labels",
-        "source": "ünïcode.csv",
-    }
+    with ExampleIndex.load(tmp_path / "one", read_only=True) as reader:
+        assert reader.notes() == {"outputs": "the labels", "source": "ünïcode.csv"}
