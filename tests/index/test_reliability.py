@@ -15,8 +15,8 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
