@@ -18,6 +18,12 @@ by more than :func:`~kshot.index.persistence.drift_limit` rows, on :meth:`Exampl
 on :meth:`ExampleIndex.close`. Layout, opening, reconciling and atomic saves live in
 :mod:`kshot.index.persistence`; selectors read the index through :attr:`ExampleIndex.view`
 (:mod:`kshot.index.slots`).
+
+This module is about 700 lines, over the usual 500, because it is the public class only: each
+write (add, update with encoding outside the lock and a retry, delete), the follow-the-writer
+step of read-only openers, save and close are kept whole here, since each is the order in which
+the store, columns, vectors and lexical index change together; splitting them would scatter one
+invariant over several files. The input checks at the bottom are the next candidate to move out.
 """
 
 from __future__ import annotations
