@@ -58,9 +58,11 @@ def test_notes_are_durable_and_travel_with_saves(tmp_path: Path) -> None:
     assert index.notes() == {} and index.info()["notes"] == {}
     index.set_note("outputs", "the labels")
     index.save(tmp_path / "one")
-    index.close()  # one writer per directory: let go of it before loading it again
+    index.close()  # the saved copy holds the writer lock of "one" until closed
     loaded = ExampleIndex.load(tmp_path / "one")
     assert loaded.info()["notes"] == {"outputs": "the labels"}
     loaded.set_note("source", "ünïcode.csv")  # durable at once, no save needed
-    with ExampleIndex.load(tmp_path / "one", read_only=True) as reader:
-        assert reader.notes() == {"outputs": "the labels", "source": "ünïcode.csv"}
+    assert ExampleIndex.load(tmp_path / "one", read_only=True).notes() == {
+        "outputs": "the labels",
+        "source": "ünïcode.csv",
+    }
