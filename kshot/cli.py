@@ -403,7 +403,7 @@ def _select(path: Path, query: str, k: int, choice: dict[str, Any]) -> list[Scor
         )
         if wanted and not chosen:
             with index.reading():
-                mask = index.resolve(wanted)
+                mask = index.view.resolve(wanted)
             if mask is not None and not mask.any():
                 # Legitimate, so no error; but an empty answer without a word looks like a bug.
                 shown = " ".join(f"{key}={value!r}" for key, value in wanted.items())

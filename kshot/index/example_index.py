@@ -1,23 +1,29 @@
 """ExampleIndex: the example store, its vectors and its lexical index, kept in step.
 
 The SQLite store is the source of truth and every write commits there first; the in-memory columns
-(ids, labels, metadata postings, vectors), the FAISS index and the lexical index follow it. Reads
-take a shared lock and writes an exclusive one, so concurrent readers see the state before a write
-or after it, never half of it.
+(:mod:`kshot.index.columns`), the FAISS index (:mod:`kshot.index.vectors`) and the lexical index
+follow it. Reads take a shared lock and writes an exclusive one (:mod:`kshot.index.lock`), so
+concurrent readers see the state before a write or after it, never half of it. Encoding, the slow
+part of a write, happens before the write lock is taken.
 
-Across processes there is one writer per directory: it holds the directory's writer lock
-(:mod:`kshot.index.lock`) from load (or save) to :meth:`ExampleIndex.close`. Read-only openers
-take no lock; each reads a pinned SQLite snapshot (a read transaction), so the rows its columns
-name always exist however the writer changes the store, and before each read it checks the
-store's generation and, when a writer has committed since, moves its snapshot forward and applies
-only the difference (new rows appended, vanished rows removed) to its columns and indexes.
+Across processes there is one writer per directory: it holds the directory's writer lock from
+load (or save) to :meth:`ExampleIndex.close`. Read-only openers take no lock; each reads a pinned
+SQLite snapshot (a read transaction), so the rows its columns name always exist however the
+writer changes the store, and before each read it checks the store's generation and, when a
+writer has committed since, moves its snapshot forward and applies only the difference (new rows
+appended, vanished rows removed) to its columns and indexes.
 
-The vector file is a cache that may lag the store by a bounded number of rows: writes update the
-in-memory FAISS index only, and the file is rewritten once the difference (the drift) passes
-:func:`drift_limit`, on :meth:`ExampleIndex.save` and on :meth:`ExampleIndex.close`. A load
-compares the file's row ids with the store's live rows (the set, not a count) and adds or removes
-just the difference from the stored embeddings, silently: that is the normal state after writes.
-Only a file that is missing, corrupt or unreadable is rebuilt, with one logged warning.
+Writes update the in-memory FAISS index only; the vector file is rewritten once it lags the store
+by more than :func:`~kshot.index.persistence.drift_limit` rows, on :meth:`ExampleIndex.save` and
+on :meth:`ExampleIndex.close`. Layout, opening, reconciling and atomic saves live in
+:mod:`kshot.index.persistence`; selectors read the index through :attr:`ExampleIndex.view`
+(:mod:`kshot.index.slots`).
+
+This module is about 700 lines, over the usual 500, because it is the public class only: each
+write (add, update with encoding outside the lock and a retry, delete), the follow-the-writer
+step of read-only openers, save and close are kept whole here, since each is the order in which
+the store, columns, vectors and lexical index change together; splitting them would scatter one
+invariant over several files. The input checks at the bottom are the next candidate to move out.
 """
 
 from __future__ import annotations
@@ -26,12 +32,9 @@ import contextlib
 import json
 import logging
 import os
-import shutil
-import sqlite3
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,65 +42,35 @@ import numpy as np
 import numpy.typing as npt
 from tqdm.auto import tqdm
 
-from kshot._files import atomic_path
 from kshot._version import __version__
-from kshot.errors import (
-    ConfigError,
-    DataError,
-    EncoderMismatchError,
-    FilterError,
-    IndexFormatError,
-    IndexLockedError,
-    NotFoundError,
-    QueryError,
-    ReadOnlyError,
-)
+from kshot.errors import ConfigError, DataError, NotFoundError, QueryError, ReadOnlyError
+from kshot.index.columns import Columns, batch_of
 from kshot.index.encoder import Encoder, encoder_from_name
-from kshot.index.filters import (
-    LABEL_FIELD,
-    check_value_kinds,
-    filter_values,
-    normalize_text,
-    value_key,
-)
+from kshot.index.filters import normalize_text
 from kshot.index.lexical import LexicalIndex
-from kshot.index.lock import WriterLock
-from kshot.index.manifest import (
+from kshot.index.lock import ReadWriteLock, WriterLock
+from kshot.index.persistence import (
     IndexLayout,
     Manifest,
-    atomic_write_bytes,
-    exchange_paths,
-    fsync_dir,
-    sha256,
+    drift_limit,
+    open_index,
+    write_copy,
+    write_vector_file,
 )
-from kshot.index.store import ExampleStore, StoredBatch
-from kshot.index.vectors import VectorIndex, choose_factory, exact_search, fit_factory
-from kshot.types import Example, Filter, Mask
+from kshot.index.slots import SlotView
+from kshot.index.store import ExampleStore
+from kshot.index.vectors import BuildParams, VectorIndex, build_vectors, choose_factory
+from kshot.types import Example
 
 __all__ = ["ExampleIndex", "as_example", "normalize_text"]
 
 logger = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
-Ints = npt.NDArray[np.int64]
 
-#: Filtered searches over at most this many allowed examples scan them exactly in numpy.
-EXACT_FILTER_LIMIT = 50_000
-#: Batches of at least this many queries over an exact index are scored with BLAS blocks.
-EXACT_BATCH_MIN = 8
 _INSERT_CHUNK = 20_000
-_RECALL_QUERIES = 200
 # The store's info key holding the notes of set_note, as one JSON object.
 _NOTES_KEY = "notes"
-
-
-def drift_limit(live: int) -> int:
-    """How many rows the vector file may lag the store before a write rewrites it.
-
-    A load reconciles that many rows from the stored embeddings in milliseconds, while a rewrite
-    costs the whole file: 5% of the rows (at least 1,000) bounds both.
-    """
-    return max(1_000, live // 20)
 
 
 def as_example(row: Example | Mapping[str, Any], position: int = 0) -> Example:
@@ -133,128 +106,6 @@ def as_example(row: Example | Mapping[str, Any], position: int = 0) -> Example:
     return example
 
 
-class _RWLock:
-    """Many readers or one writer; a waiting writer holds back new readers."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._waiting_writers = 0
-        self._mine = threading.local()
-
-    def held_here(self) -> bool:
-        """Whether the calling thread is inside :meth:`read` (it must not wait for a writer)."""
-        return bool(getattr(self._mine, "depth", 0))
-
-    @contextlib.contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
-        self._mine.depth = getattr(self._mine, "depth", 0) + 1
-        try:
-            yield
-        finally:
-            self._mine.depth -= 1
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting_writers += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._waiting_writers -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-class _Columns:
-    """In-memory columns over slots; deleted slots stay as tombstones until compaction."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self.n = 0
-        self.rows = np.empty(0, np.int64)
-        self.vectors = np.empty((0, dim), np.float32)
-        self.alive = np.empty(0, np.bool_)
-        self.label_codes = np.empty(0, np.int32)
-        self.ids: list[str] = []
-        self.inputs: list[str] = []
-        self.label_names: list[str] = []
-        self.label_index: dict[str, int] = {}
-        self.slot_of_id: dict[str, int] = {}
-        self.slots_of_text: dict[str, list[int]] = {}
-        self.postings: dict[str, dict[str, list[int]]] = {}
-        self.dead = 0
-
-    @property
-    def live(self) -> int:
-        return self.n - self.dead
-
-    def _reserve(self, extra: int) -> None:
-        need = self.n + extra
-        if need <= len(self.rows):
-            return
-        capacity = max(need, 2 * len(self.rows), 1024)
-        for name in ("rows", "alive", "label_codes"):
-            old = getattr(self, name)
-            grown = np.zeros(capacity, old.dtype)
-            grown[: self.n] = old[: self.n]
-            setattr(self, name, grown)
-        vectors = np.zeros((capacity, self.dim), np.float32)
-        vectors[: self.n] = self.vectors[: self.n]
-        self.vectors = vectors
-
-    def append(self, batch: StoredBatch) -> None:
-        count = len(batch.ids)
-        self._reserve(count)
-        start, end = self.n, self.n + count
-        self.rows[start:end] = batch.rows
-        self.vectors[start:end] = batch.embeddings
-        self.alive[start:end] = True
-        codes = self.label_codes
-        for offset, (ex_id, text, label, meta) in enumerate(
-            zip(batch.ids, batch.inputs, batch.labels, batch.metadata, strict=True)
-        ):
-            slot = start + offset
-            self.ids.append(ex_id)
-            self.inputs.append(text)
-            self.slot_of_id[ex_id] = slot
-            self.slots_of_text.setdefault(normalize_text(text), []).append(slot)
-            if label is None:
-                codes[slot] = -1
-            else:
-                code = self.label_index.get(label)
-                if code is None:
-                    code = self.label_index[label] = len(self.label_names)
-                    self.label_names.append(label)
-                codes[slot] = code
-            for key, value in meta.items():
-                self.postings.setdefault(str(key), {}).setdefault(value_key(value), []).append(slot)
-        self.n = end
-
-    def kill(self, slots: Iterable[int]) -> None:
-        for slot in slots:
-            if self.alive[slot]:
-                self.alive[slot] = False
-                self.dead += 1
-                del self.slot_of_id[self.ids[slot]]
-
-    def slots_of_rows(self, rows: Ints) -> npt.NDArray[np.intp]:
-        return np.searchsorted(self.rows[: self.n], rows).astype(np.intp)
-
-
 class ExampleIndex:
     """A corpus of examples, embedded and searchable, persisted as one directory.
 
@@ -271,7 +122,7 @@ class ExampleIndex:
         encoder: Encoder | None,
         encoder_name: str,
         vectors: VectorIndex,
-        columns: _Columns,
+        columns: Columns,
         *,
         path: Path | None = None,
         recall_at_10: float | None = None,
@@ -287,7 +138,7 @@ class ExampleIndex:
         self._vectors = vectors
         self._columns = columns
         self._lexical: LexicalIndex | None = None
-        self._lock = _RWLock()
+        self._lock = ReadWriteLock()
         self._encoder_lock = threading.Lock()
         self._lexical_lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -341,7 +192,7 @@ class ExampleIndex:
         store = ExampleStore(None, dim=encoder.dim)
         store.set_info("encoder", encoder.name)
         store.set_info("dim", str(encoder.dim))
-        columns = _Columns(encoder.dim)
+        columns = Columns(encoder.dim)
         progress = tqdm(
             total=len(items),
             desc="storing",
@@ -352,12 +203,14 @@ class ExampleIndex:
             chunk = items[start : start + _INSERT_CHUNK]
             chunk_vectors = vectors[start : start + _INSERT_CHUNK]
             rows, ids = store.insert(chunk, chunk_vectors)
-            columns.append(_batch_of(rows, ids, chunk, chunk_vectors))
+            columns.append(batch_of(rows, ids, chunk, chunk_vectors))
             progress.update(len(chunk))
         progress.close()
         params = BuildParams(factory=factory, recall_target=recall_target, seed=seed)
         chosen = factory or choose_factory(len(items))
-        vector_index, recall = _build_vectors(columns, chosen, recall_target, seed)
+        vector_index, recall = build_vectors(
+            columns.dim, *columns.live_arrays(), chosen, recall_target, seed
+        )
         if (
             factory is None
             and vector_index.nprobe
@@ -372,7 +225,9 @@ class ExampleIndex:
                 vector_index.nlist,
                 recall_target,
             )
-            vector_index, recall = _build_vectors(columns, "Flat", recall_target, seed)
+            vector_index, recall = build_vectors(
+                columns.dim, *columns.live_arrays(), "Flat", recall_target, seed
+            )
         index = cls(
             store, encoder, encoder.name, vector_index, columns, recall_at_10=recall, build=params
         )
@@ -401,47 +256,19 @@ class ExampleIndex:
         file that lags the store is brought up to date from the stored embeddings; one that is
         missing, corrupt or unreadable is rebuilt from them (never re-embedded).
         """
-        layout = IndexLayout(Path(path))
-        _recover_interrupted_save(layout.root)
-        if not layout.root.is_dir():
-            raise IndexFormatError(f"{layout.root} is not a directory; build an index there first")
-        Manifest.read(layout.manifest)  # a directory without a manifest gets no lock file
-        writer = None if read_only else WriterLock(layout.root)
-        try:
-            # Read again under the lock: a writer that saved meanwhile may have replaced it.
-            manifest = Manifest.read(layout.manifest)
-            _check_encoder(manifest, encoder, model, layout.root)
-            if not layout.store.is_file():
-                raise IndexFormatError(f"{layout.root} has a manifest but no {layout.store.name}")
-            store = ExampleStore(
-                layout.store, dim=manifest.dim, mode="read" if read_only else "write"
-            )
-            try:
-                columns = _read_columns(layout, manifest, store)
-                vectors, drift, recall = _load_vectors(layout, manifest, columns)
-            except BaseException:
-                store.close()
-                raise
-        except BaseException:
-            if writer is not None:
-                writer.release()
-            raise
+        opened = open_index(Path(path), encoder, model, read_only=read_only)
         return cls(
-            store,
+            opened.store,
             encoder,
-            manifest.encoder,
-            vectors,
-            columns,
-            path=layout.root,
-            recall_at_10=recall,
+            opened.manifest.encoder,
+            opened.vectors,
+            opened.columns,
+            path=Path(path),
+            recall_at_10=opened.recall_at_10,
             device=device,
-            build=BuildParams(
-                factory=manifest.build_factory,
-                recall_target=manifest.recall_target,
-                seed=manifest.seed,
-            ),
-            writer=writer,
-            drift=drift,
+            build=opened.manifest.build,
+            writer=opened.writer,
+            drift=opened.drift,
         )
 
     # -- lifetime --------------------------------------------------------------------------------
@@ -541,14 +368,11 @@ class ExampleIndex:
         """How many live examples carry each label."""
         self._follow_writer()
         with self._lock.read():
-            cols = self._columns
-            codes = cols.label_codes[: cols.n][cols.alive[: cols.n]]
-            counts = np.bincount(codes[codes >= 0], minlength=len(cols.label_names))
-            return {name: int(c) for name, c in zip(cols.label_names, counts, strict=True) if c}
+            return self._columns.label_counts()
 
     def fields(self) -> list[str]:
         """The fields filters can use: ``label`` and every metadata key seen."""
-        return [LABEL_FIELD, *sorted(self._columns.postings)]
+        return self._columns.fields()
 
     def info(self) -> dict[str, Any]:
         """Statistics for ``kshot index info`` and ``GET /v1/index``."""
@@ -624,7 +448,7 @@ class ExampleIndex:
                     "use update to change it or choose another id"
                 )
             rows, ids = self._store.insert(items, vectors)
-            self._columns.append(_batch_of(rows, ids, items, vectors))
+            self._columns.append(batch_of(rows, ids, items, vectors))
             self._vectors.add(rows, vectors)
             if self._lexical is not None:
                 self._lexical.add(rows, [ex.input for ex in items])
@@ -674,7 +498,7 @@ class ExampleIndex:
                 new_row = self._store.replace(old_row, new, vector)
                 self._columns.kill([slot])
                 rows = np.array([new_row], np.int64)
-                self._columns.append(_batch_of(rows, [new.id], [new], vector[None, :]))
+                self._columns.append(batch_of(rows, [new.id], [new], vector[None, :]))
                 self._vectors.remove(np.array([old_row], np.int64))
                 self._vectors.add(rows, vector[None, :])
                 if self._lexical is not None:
@@ -717,13 +541,17 @@ class ExampleIndex:
             # Writing the file only reads the index: searches go on, writes wait.
             with self._lock.read():
                 self._store.checkpoint()
-                self._write_vectors_and_manifest(IndexLayout(self.path))
+                self._write_files(IndexLayout(self.path))
                 self._drift = 0
 
     def _rebuild_vectors(self) -> tuple[VectorIndex, float | None]:
         params = self._build_params
-        return _build_vectors(
-            self._columns, params.factory or self.factory, params.recall_target, params.seed
+        return build_vectors(
+            self.dim,
+            *self._columns.live_arrays(),
+            params.factory or self.factory,
+            params.recall_target,
+            params.seed,
         )
 
     def save(self, path: str | os.PathLike[str] | None = None, *, overwrite: bool = False) -> Path:
@@ -748,46 +576,7 @@ class ExampleIndex:
             return self._save_copy(target, overwrite)
 
     def _save_copy(self, target: Path, overwrite: bool) -> Path:
-        if target.exists() and not overwrite:
-            raise ConfigError(f"{target} already exists; pass overwrite=True to replace it")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # The target's own lock, so that no writer of the old index there is overwritten; the
-        # staging directory's, so that the new index is locked from the instant it goes live.
-        replaced = WriterLock(target) if target.is_dir() else None
-        staging = Path(
-            tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        )
-        writer: WriterLock | None = None
-        try:
-            writer = WriterLock(staging)
-            layout = IndexLayout(staging)
-            self._store.backup_to(layout.store)
-            self._write_vectors_and_manifest(layout)
-            fsync_dir(staging)
-            if not target.exists():
-                os.replace(staging, target)
-            elif exchange_paths(staging, target):
-                # One atomic swap: the target is the old index or the new one at every instant.
-                fsync_dir(target.parent)
-                shutil.rmtree(staging, ignore_errors=True)
-            else:
-                # Two renames; a crash between them leaves only `.old` (still locked by us while
-                # we live), which load() restores.
-                old = _aside(target)
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(staging, target)
-                fsync_dir(target.parent)
-                shutil.rmtree(old, ignore_errors=True)
-            fsync_dir(target.parent)
-        except BaseException:
-            if writer is not None:
-                writer.release()
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        finally:
-            if replaced is not None:
-                replaced.release()
+        writer = write_copy(self._store, self._write_files, target, overwrite=overwrite)
         self._store.close()
         self._store = ExampleStore(IndexLayout(target).store, dim=self.dim, mode="write")
         if self._writer is not None:
@@ -797,25 +586,22 @@ class ExampleIndex:
         self.path = target
         return target
 
-    def _write_vectors_and_manifest(self, layout: IndexLayout) -> None:
-        with atomic_path(layout.vectors) as tmp:
-            self._vectors.save(tmp)
-            digest = sha256(tmp)
-        manifest = Manifest(
+    def _write_files(self, layout: IndexLayout) -> None:
+        """Write the vector file, then the manifest that names its checksum."""
+        Manifest(
             kshot_version=__version__,
             encoder=self.encoder_name,
             dim=self.dim,
             factory=self.factory,
             count=len(self),
             generation=self._store.generation,
-            vectors_sha256=digest,
+            vectors_sha256=write_vector_file(layout, self._vectors),
             nprobe=self._vectors.nprobe,
             recall_at_10=self.recall_at_10,
             build_factory=self._build_params.factory,
             recall_target=self._build_params.recall_target,
             seed=self._build_params.seed,
-        )
-        atomic_write_bytes(layout.manifest, manifest.to_json().encode("utf-8"))
+        ).write(layout.manifest)
 
     def _vectors_need_rebuild(self) -> bool:
         # Index types that cannot remove vectors (HNSW) only hide them; a file must not hold them.
@@ -829,10 +615,6 @@ class ExampleIndex:
             slots = [self._slot_of(i) for i in ids]
             return self._store.fetch([int(self._columns.rows[s]) for s in slots])
 
-    def examples_at(self, slots: Sequence[int]) -> list[Example]:
-        """The examples at in-memory slots (call inside :meth:`reading`)."""
-        return self._store.fetch([int(self._columns.rows[s]) for s in slots])
-
     def __iter__(self) -> Iterator[Example]:
         """Every live example in insertion order; ones removed meanwhile are skipped."""
         self._follow_writer()
@@ -844,7 +626,7 @@ class ExampleIndex:
             with self._lock.read():
                 chunk = live[start : start + 1000]
                 chunk = chunk[self._columns.alive[chunk]]
-                examples = self.examples_at(chunk.tolist())
+                examples = self._store.fetch([int(r) for r in self._columns.rows[chunk]])
             yield from examples
 
     def _slot_of(self, example_id: str) -> int:
@@ -875,153 +657,33 @@ class ExampleIndex:
             raise QueryError("query vectors contain NaN or infinity")
         return array
 
-    # The methods below, with `reading`, `examples_at` and `encode_queries`, are the selectors'
-    # view of the index (kshot.selector.view.IndexView); call them inside `reading()`.
     @property
-    def n_slots(self) -> int:
-        """How many slots the columns use, tombstones included."""
-        return self._columns.n
+    def view(self) -> SlotView:
+        """The selectors' slot-level view of this index (see :mod:`kshot.index.slots`)."""
+        return SlotView(
+            self._columns,
+            reading=self.reading,
+            encode=self.encode_queries,
+            vectors=self._current_vectors,
+            fetch=self._fetch_rows,
+            lexical=self._lexical_index,
+        )
 
-    def resolve(self, filter: Filter | None = None, exclude: Iterable[str] = ()) -> Mask | None:
-        """The mask of slots a request may return, or ``None`` for every live example."""
-        cols = self._columns
-        wanted = filter_values(filter)
-        excluded = [cols.slot_of_id[i] for i in exclude if i in cols.slot_of_id]
-        if not wanted and not excluded:
-            return None
-        mask = cols.alive[: cols.n].copy()
-        for field, values in wanted.items():
-            mask &= self._field_mask(field, values)
-        if excluded:
-            mask[excluded] = False
-        return mask
+    def _current_vectors(self) -> VectorIndex:
+        return self._vectors
 
-    def _field_mask(self, field: str, values: list[Any]) -> Mask:
-        cols = self._columns
-        if field == LABEL_FIELD:
-            codes = [cols.label_index[str(v)] for v in values if str(v) in cols.label_index]
-            return np.isin(cols.label_codes[: cols.n], np.array(codes, np.int32))
-        postings = cols.postings.get(field)
-        if postings is None:
-            raise FilterError(
-                f"no example has the field {field!r}; fields you can filter on: {self.fields()}"
-            )
-        mask = np.zeros(cols.n, np.bool_)
-        for value in values:
-            slots = postings.get(value_key(value))
-            if slots:
-                mask[slots] = True
-        if not mask.any():
-            check_value_kinds(field, values, postings)
-        return mask
+    def _fetch_rows(self, rows: list[int]) -> list[Example]:
+        return self._store.fetch(rows)
 
-    def vector_search(self, queries: Floats, k: int, mask: Mask | None) -> tuple[Floats, Ints]:
-        """Top-k live slots by cosine similarity, inside ``mask``; ``-1`` pads short rows."""
-        cols = self._columns
-        m = len(queries)
-        scores = np.full((m, k), -np.inf, np.float32)
-        slots = np.full((m, k), -1, np.int64)
-        if k <= 0:
-            return scores, slots
-        allowed = None if mask is None else np.flatnonzero(mask)
-        if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
-            found_scores, positions = exact_search(queries, cols.vectors[allowed], k)
-            width = found_scores.shape[1]
-            scores[:, :width] = found_scores
-            slots[:, :width] = allowed[positions]
-            return scores, slots
-        if self.factory == "Flat" and (mask is not None or m >= EXACT_BATCH_MIN):
-            # An exact index gains nothing from FAISS here: one BLAS product per block of queries
-            # beats FAISS's per-query scan, and a mask needs no id selector.
-            valid = mask if mask is not None else (cols.alive[: cols.n] if cols.dead else None)
-            found_scores, positions = exact_search(queries, cols.vectors[: cols.n], k, valid=valid)
-            width = found_scores.shape[1]
-            scores[:, :width] = found_scores
-            slots[:, :width] = positions
-            return scores, slots
-        allowed_rows = None if allowed is None else cols.rows[allowed]
-        found_scores, rows = self._vectors.search(queries, k, allowed_rows=allowed_rows)
-        valid = rows >= 0
-        scores[valid] = found_scores[valid]
-        slots[valid] = cols.slots_of_rows(rows[valid])
-        return scores, slots
-
-    def slot_vectors(self, slots: npt.ArrayLike) -> Floats:
-        """The stored vectors at ``slots``."""
-        return self._columns.vectors[np.asarray(slots, np.intp)]
-
-    def slot_rows(self, slots: npt.ArrayLike) -> Ints:
-        """The store rows at ``slots`` (the keys of the lexical index)."""
-        return self._columns.rows[np.asarray(slots, np.intp)]
-
-    def slots_of_rows(self, rows: Ints) -> npt.NDArray[np.intp]:
-        """The slots holding store ``rows``."""
-        return self._columns.slots_of_rows(rows)
-
-    def slot_text(self, slot: int) -> str:
-        """The input text at ``slot``."""
-        return self._columns.inputs[slot]
-
-    def slot_labels(self, slots: npt.ArrayLike) -> npt.NDArray[np.int32]:
-        """Label codes at ``slots`` (``-1`` for no label); see :meth:`label_name`."""
-        return self._columns.label_codes[np.asarray(slots, np.intp)]
-
-    def label_name(self, code: int) -> str | None:
-        """The label of a label code."""
-        return None if code < 0 else self._columns.label_names[code]
-
-    def label_code(self, label: str) -> int | None:
-        """The code of a label, or ``None`` when no example carries it."""
-        return self._columns.label_index.get(label)
-
-    def live_slots(self, mask: Mask | None) -> npt.NDArray[np.intp]:
-        """Every live slot inside ``mask``, ascending."""
-        cols = self._columns
-        alive = cols.alive[: cols.n]
-        return np.flatnonzero(alive if mask is None else alive & mask)
-
-    def slots_matching_text(self, text: str) -> list[int]:
-        """Live slots whose input equals ``text`` after :func:`normalize_text`."""
-        slots = self._columns.slots_of_text.get(normalize_text(text), [])
-        return [s for s in slots if self._columns.alive[s]]
-
-    @property
-    def lexical(self) -> LexicalIndex:
+    def _lexical_index(self) -> LexicalIndex:
         """The lexical index over example inputs, built on first use and kept in step."""
         with self._lexical_lock:
             if self._lexical is None:
-                cols = self._columns
-                live = np.flatnonzero(cols.alive[: cols.n])
+                rows = self._columns.live_slots()
                 lexical = LexicalIndex()
-                lexical.add(cols.rows[live], [cols.inputs[s] for s in live])
+                lexical.add(self._columns.rows[rows], [self._columns.inputs[s] for s in rows])
                 self._lexical = lexical
             return self._lexical
-
-
-def _aside(target: Path) -> Path:
-    """Where an overwriting save parks the old index while it renames the new one into place."""
-    return target.with_name(f".{target.name}.old")
-
-
-def _recover_interrupted_save(root: Path) -> None:
-    """Put back an index that a save killed between its two renames left aside."""
-    old = _aside(root)
-    if root.exists() or not IndexLayout(old).manifest.is_file():
-        return
-    try:
-        # A saver between its two renames still holds the lock of the index it set aside.
-        guard = WriterLock(old)
-    except IndexLockedError:
-        return
-    try:
-        os.replace(old, root)
-    except OSError:  # another process got there first, or the directory is read-only
-        return
-    finally:
-        guard.release()
-    logger.warning(
-        "%s: a save was interrupted; restored the previous index from %s", root, old.name
-    )
 
 
 def _check_unique_ids(items: Sequence[Example]) -> None:
@@ -1058,168 +720,3 @@ def _checked_embeddings(
     if (norms == 0).any():
         raise DataError("embeddings contain all-zero rows, which have no direction")
     return np.ascontiguousarray(array / norms, dtype=np.float32)
-
-
-def _batch_of(rows: Ints, ids: list[str], items: Sequence[Example], vectors: Floats) -> StoredBatch:
-    return StoredBatch(
-        rows=rows,
-        ids=ids,
-        inputs=[ex.input for ex in items],
-        labels=[ex.label for ex in items],
-        metadata=[dict(ex.metadata) for ex in items],
-        embeddings=vectors,
-    )
-
-
-@dataclass(frozen=True)
-class BuildParams:
-    """How the vector index was built, recorded in the manifest so that rebuilds do the same.
-
-    ``factory`` is the one asked for (``None``: chosen by size); the manifest's ``factory`` is the
-    one in use, which a small index may have had to scale down.
-    """
-
-    factory: str | None = None
-    recall_target: float = 0.95
-    seed: int = 0
-
-
-def _build_vectors(
-    columns: _Columns, factory: str, recall_target: float, seed: int, problem: str = ""
-) -> tuple[VectorIndex, float | None]:
-    """Build the vector index; a factory too big for the rows falls back with one warning.
-
-    ``problem`` (why the build happens, if not asked for) goes into that one warning, so that a
-    rebuild that also falls back says both in one line.
-    """
-    live = np.flatnonzero(columns.alive[: columns.n])
-    vectors = columns.vectors[live]
-    rows = columns.rows[live]
-    notes = [problem] if problem else []
-    fitted = fit_factory(factory, len(vectors))
-    if fitted != factory:
-        notes.append(
-            f"{factory} needs at least as many vectors as lists and there are {len(vectors)}: "
-            f"using {fitted}"
-        )
-    index = VectorIndex.create(columns.dim, fitted)
-    rng = np.random.default_rng(seed)
-    if not index.is_trained:
-        # k-means needs about 40 points per list (FAISS warns below 39); more only costs time.
-        size = min(len(vectors), max(40 * index.nlist, 10_000))
-        try:
-            index.train(vectors[rng.choice(len(vectors), size=size, replace=False)])
-        except RuntimeError as exc:  # FAISS asserts: too few vectors for its codebooks
-            notes.append(
-                f"{fitted} cannot be trained on {len(vectors)} vectors "
-                f"({str(exc).strip().splitlines()[-1]}): using an exact index"
-            )
-            index = VectorIndex.create(columns.dim, "Flat")
-    if notes:
-        logger.warning("; ".join(notes))
-    index.add(rows, vectors)
-    if index.factory.startswith("IVF"):
-        picks = rng.choice(
-            len(vectors), size=min(len(vectors) // 2, _RECALL_QUERIES), replace=False
-        )
-        others = np.ones(len(vectors), np.bool_)
-        others[picks] = False
-        _, exact = exact_search(vectors[picks], vectors, 10, valid=others)
-        stats = index.tune(vectors[picks], rows[exact], 10, recall_target, held_out=rows[picks])
-        return index, stats.recall_at_10
-    return index, None
-
-
-def _check_encoder(
-    manifest: Manifest, encoder: Encoder | None, model: str | None, root: Path
-) -> None:
-    asked = encoder.name if encoder is not None else model
-    if asked is not None and asked != manifest.encoder:
-        raise EncoderMismatchError(
-            f"{root} was built with encoder {manifest.encoder!r} (dim {manifest.dim}), not "
-            f"{asked!r}; load it without naming a model, or rebuild it with {asked!r}"
-        )
-    if encoder is not None and encoder.dim != manifest.dim:
-        raise EncoderMismatchError(
-            f"{root} holds vectors of dimension {manifest.dim}, but encoder {encoder.name!r} "
-            f"makes dimension {encoder.dim}"
-        )
-
-
-def _read_columns(layout: IndexLayout, manifest: Manifest, store: ExampleStore) -> _Columns:
-    try:
-        stored_name, stored_dim = store.get_info("encoder"), store.get_info("dim")
-        if stored_name != manifest.encoder or stored_dim != str(manifest.dim):
-            raise IndexFormatError(
-                f"{layout.store} was written by encoder {stored_name!r} (dim {stored_dim}), "
-                f"but the manifest says {manifest.encoder!r} (dim {manifest.dim}); the index "
-                "is inconsistent: rebuild it"
-            )
-        columns = _Columns(manifest.dim)
-        for batch in store.iter_batches():
-            columns.append(batch)
-    except sqlite3.DatabaseError as exc:
-        # Damage past the header only shows when the rows are read.
-        raise IndexFormatError(
-            f"{layout.store} is damaged ({exc}); restore it from a copy or rebuild the index"
-        ) from exc
-    return columns
-
-
-def _load_vectors(
-    layout: IndexLayout, manifest: Manifest, columns: _Columns
-) -> tuple[VectorIndex, int, float | None]:
-    """The vector index in step with ``columns``, how many rows the file lagged, its recall."""
-    problem: str | None = None
-    if not layout.vectors.is_file():
-        problem = "is missing"
-    elif sha256(layout.vectors) != manifest.vectors_sha256:
-        problem = "does not match its checksum (corrupt)"
-    if problem is None:
-        try:
-            vectors = VectorIndex.load(layout.vectors, manifest.factory, nprobe=manifest.nprobe)
-        except IndexFormatError:
-            problem = "cannot be read by FAISS"
-        else:
-            drift = _reconcile(vectors, columns) if vectors.dim == manifest.dim else None
-            if drift is not None:
-                return vectors, drift, manifest.recall_at_10
-            problem = "does not hold vectors this index can use"
-    rebuilt, recall = _build_vectors(
-        columns,
-        manifest.build_factory or manifest.factory,
-        manifest.recall_target,
-        manifest.seed,
-        problem=f"{layout.vectors} {problem}; rebuilt it from the stored embeddings "
-        "(no re-embedding)",
-    )
-    if rebuilt.factory == manifest.factory and manifest.nprobe:
-        rebuilt.nprobe = min(rebuilt.nlist, max(rebuilt.nprobe or 1, manifest.nprobe))
-    return rebuilt, columns.live, recall
-
-
-def _reconcile(vectors: VectorIndex, columns: _Columns) -> int | None:
-    """Make ``vectors`` hold exactly the live rows: add the missing, remove the extra.
-
-    Rows are never reused (an update writes a new row), so a row the file holds has the vector
-    stored for it; only the set of rows can differ. Returns how many rows changed, or ``None``
-    where the file's rows cannot be listed or it would need rebuilding anyway.
-    """
-    held = vectors.row_ids()
-    if held is None:
-        return None
-    cols = columns
-    live_slots = np.flatnonzero(cols.alive[: cols.n])
-    live = cols.rows[live_slots]
-    extra = np.setdiff1d(held, live)
-    missing = ~np.isin(live, held)
-    if len(extra) > len(live) or missing.sum() > max(len(live) // 2, drift_limit(0)):
-        return None  # mostly another state: a clean rebuild is cheaper and tighter
-    if len(extra):
-        vectors.remove(extra)
-    if missing.any():
-        vectors.add(live[missing], cols.vectors[live_slots[missing]])
-    changed = len(extra) + int(missing.sum())
-    if changed:
-        logger.info("%d vector rows differed from the store; brought up to date", changed)
-    return changed

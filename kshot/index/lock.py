@@ -1,4 +1,7 @@
-"""The writer lock of an index directory: one writing process at a time, across processes.
+"""The locks of an index: one writing process per directory, and readers or a writer per index.
+
+:class:`WriterLock` is the cross-process lock; :class:`ReadWriteLock` the in-process one that
+lets concurrent readers see the state before a write or after it, never half of it.
 
 A writer holds an exclusive ``flock`` on ``writer.lock`` inside the index directory for as long
 as it lives, with its pid written in the file so that a refused opener can say who holds it. The
@@ -11,15 +14,18 @@ second ``ExampleIndex.load`` of the directory) is refused just like another proc
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 from kshot.errors import IndexLockedError
 
-__all__ = ["LOCK_NAME", "WriterLock", "lock_holder"]
+__all__ = ["LOCK_NAME", "ReadWriteLock", "WriterLock", "lock_holder"]
 
 #: The lock file inside an index directory.
 LOCK_NAME = "writer.lock"
@@ -84,3 +90,51 @@ def _held_message(directory: Path) -> str:
         f"{directory} is open for writing by {who}; an index has one writer at a time: stop "
         f"that one, or {read_only}"
     )
+
+
+class ReadWriteLock:
+    """Many readers or one writer, within a process; a waiting writer holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+        self._mine = threading.local()
+
+    def held_here(self) -> bool:
+        """Whether the calling thread is inside :meth:`read` (it must not wait for a writer)."""
+        return bool(getattr(self._mine, "depth", 0))
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        """Hold the lock shared: writers wait until every reader has left."""
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._mine.depth -= 1
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        """Hold the lock exclusively."""
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()

@@ -3,6 +3,8 @@
 Inner product over L2-normalised vectors (cosine similarity). The index type is a FAISS factory
 string: exact ``Flat`` below :data:`APPROX_THRESHOLD` vectors, an inverted-file index above, whose
 ``nprobe`` is tuned at build time until recall@k against exact search reaches a target.
+:func:`build_vectors` builds (trains, fills and tunes) one from the stored embeddings, the same
+way at build time and in every rebuild, as :class:`BuildParams` records.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ import numpy.typing as npt
 from kshot._ranking import top_k
 from kshot.errors import ConfigError, IndexFormatError
 
-__all__ = ["APPROX_THRESHOLD", "VectorIndex", "choose_factory", "exact_search", "fit_factory"]
+__all__ = [
+    "APPROX_THRESHOLD",
+    "BuildParams",
+    "VectorIndex",
+    "build_vectors",
+    "choose_factory",
+    "exact_search",
+    "fit_factory",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +43,7 @@ APPROX_THRESHOLD = 50_000
 MIN_NPROBE = 16
 _PARALLEL_MIN_QUERIES = 16
 _BLOCK_FLOATS = 1 << 24  # score-matrix block of exact_search: 64 MiB of float32
+_RECALL_QUERIES = 200
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -296,3 +307,66 @@ class VectorIndex:
         except RuntimeError as exc:
             raise IndexFormatError(f"{path} is not a readable FAISS index") from exc
         return cls(index, factory, nprobe=nprobe)
+
+
+@dataclass(frozen=True)
+class BuildParams:
+    """How the vector index was built, recorded in the manifest so that rebuilds do the same.
+
+    ``factory`` is the one asked for (``None``: chosen by size); the manifest's ``factory`` is the
+    one in use, which a small index may have had to scale down.
+    """
+
+    factory: str | None = None
+    recall_target: float = 0.95
+    seed: int = 0
+
+
+def build_vectors(
+    dim: int,
+    rows: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32],
+    factory: str,
+    recall_target: float,
+    seed: int,
+    problem: str = "",
+) -> tuple[VectorIndex, float | None]:
+    """Build the vector index of ``vectors`` keyed by ``rows``; return it and its recall@10.
+
+    A factory too big for the rows falls back with one warning. ``problem`` (why the build
+    happens, if not asked for) goes into that one warning, so that a rebuild that also falls back
+    says both in one line. IVF indexes get ``nprobe`` tuned to ``recall_target`` on held-out rows.
+    """
+    notes = [problem] if problem else []
+    fitted = fit_factory(factory, len(vectors))
+    if fitted != factory:
+        notes.append(
+            f"{factory} needs at least as many vectors as lists and there are {len(vectors)}: "
+            f"using {fitted}"
+        )
+    index = VectorIndex.create(dim, fitted)
+    rng = np.random.default_rng(seed)
+    if not index.is_trained:
+        # k-means needs about 40 points per list (FAISS warns below 39); more only costs time.
+        size = min(len(vectors), max(40 * index.nlist, 10_000))
+        try:
+            index.train(vectors[rng.choice(len(vectors), size=size, replace=False)])
+        except RuntimeError as exc:  # FAISS asserts: too few vectors for its codebooks
+            notes.append(
+                f"{fitted} cannot be trained on {len(vectors)} vectors "
+                f"({str(exc).strip().splitlines()[-1]}): using an exact index"
+            )
+            index = VectorIndex.create(dim, "Flat")
+    if notes:
+        logger.warning("; ".join(notes))
+    index.add(rows, vectors)
+    if index.factory.startswith("IVF"):
+        picks = rng.choice(
+            len(vectors), size=min(len(vectors) // 2, _RECALL_QUERIES), replace=False
+        )
+        others = np.ones(len(vectors), np.bool_)
+        others[picks] = False
+        _, exact = exact_search(vectors[picks], vectors, 10, valid=others)
+        stats = index.tune(vectors[picks], rows[exact], 10, recall_target, held_out=rows[picks])
+        return index, stats.recall_at_10
+    return index, None

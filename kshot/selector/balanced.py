@@ -10,7 +10,7 @@ from kshot.errors import ConfigError, UnknownSelectorError
 from kshot.index.filters import LABEL_FIELD, filter_values, normalize_text
 from kshot.selector.base import BaseSelector, available_selectors, register, selector_class
 from kshot.selector.params import SelectorParams, param
-from kshot.selector.view import IndexView
+from kshot.selector.view import HasView, IndexView
 from kshot.types import Filter, Scored
 
 __all__ = ["BalancedParams", "BalancedSelector"]
@@ -46,7 +46,7 @@ class BalancedSelector(BaseSelector):
     params: BalancedParams
 
     def __init__(
-        self, index: IndexView, params: SelectorParams | Mapping[str, Any] | None = None
+        self, index: IndexView | HasView, params: SelectorParams | Mapping[str, Any] | None = None
     ) -> None:
         super().__init__(index, params)
         base = self.params.base
@@ -63,7 +63,7 @@ class BalancedSelector(BaseSelector):
                 f"selector {self.name!r} parameter 'base' is {base!r}, which is not a registered "
                 f"selector; valid values: {known}"
             ) from exc
-        self._base = base_class(index, {"dedupe_threshold": self.params.dedupe_threshold})
+        self._base = base_class(self.index, {"dedupe_threshold": self.params.dedupe_threshold})
 
     def _select(
         self, queries: list[str], k: int, filter: Filter | None, exclude: list[str]

@@ -30,7 +30,7 @@ from kshot.errors import ConfigError, QueryError, UnknownSelectorError
 from kshot.index.filters import normalize_text
 from kshot.selector.fetch import Fetch
 from kshot.selector.params import SelectorParams
-from kshot.selector.view import IndexView
+from kshot.selector.view import HasView, IndexView, view_of
 from kshot.types import Filter, Mask, Scored
 
 __all__ = [
@@ -106,9 +106,9 @@ class BaseSelector:
     params: SelectorParams
 
     def __init__(
-        self, index: IndexView, params: SelectorParams | Mapping[str, Any] | None = None
+        self, index: IndexView | HasView, params: SelectorParams | Mapping[str, Any] | None = None
     ) -> None:
-        self.index = index
+        self.index = view_of(index)
         if isinstance(params, SelectorParams):
             if type(params) is not self.Params:
                 raise ConfigError(
@@ -296,11 +296,14 @@ def selector_class(name: str) -> type[BaseSelector]:
 
 
 def build_selector(
-    index: IndexView,
+    index: IndexView | HasView,
     spec: SelectorSpec | str,
     params: SelectorParams | Mapping[str, Any] | None = None,
 ) -> BaseSelector:
     """Build a selector over ``index`` from a spec, or from a name and its parameters.
+
+    ``index`` is an :class:`~kshot.index.ExampleIndex` (the selector reads its ``view``) or any
+    :class:`~kshot.selector.view.IndexView`.
 
     ``params`` is a mapping (``{"lambda": 0.3}``) or the selector's typed parameters object
     (``MMRParams(lambda_=0.3)``); with a spec, a mapping is merged over the spec's parameters.

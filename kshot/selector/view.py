@@ -8,20 +8,26 @@ An index addresses its examples by *slot*: a position in its in-memory columns, 
 deleted examples included, in insertion order. A :data:`~kshot.types.Mask` has one entry per
 slot. Every read below is meant to run inside :meth:`IndexView.reading`, so that a request sees
 one consistent state.
+
+Selectors are built over an index, not over its view: ``build_selector(index, "mmr")`` and
+``MMRSelector(index)`` take anything with a ``view`` (:class:`HasView`, as
+:class:`~kshot.index.ExampleIndex` has) and read that, or an :class:`IndexView` itself (a test
+double). :func:`view_of` is that one hand-over, so the index keeps its slot-level reads off its
+own public API and the selectors never see the index class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from kshot.types import Example, Filter, Mask
 
-__all__ = ["IndexView", "LexicalView", "RowResult"]
+__all__ = ["HasView", "IndexView", "LexicalView", "RowResult", "view_of"]
 
 #: ``(store rows, scores)`` of one lexical query, best first.
 RowResult = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
@@ -48,7 +54,7 @@ class LexicalView(Protocol):
 
 
 class IndexView(Protocol):
-    """The reads selectors make; :class:`~kshot.index.ExampleIndex` provides them all."""
+    """The reads selectors make; :attr:`kshot.index.ExampleIndex.view` provides them all."""
 
     def __len__(self) -> int:
         """How many live examples the index holds."""
@@ -104,3 +110,18 @@ class IndexView(Protocol):
     def examples_at(self, slots: Sequence[int]) -> list[Example]:
         """The examples at ``slots``, in order."""
         ...
+
+
+class HasView(Protocol):
+    """An index that hands selectors its view."""
+
+    @property
+    def view(self) -> IndexView:
+        """The slot-level reads of this index."""
+        ...
+
+
+def view_of(index: IndexView | HasView) -> IndexView:
+    """The view a selector reads: ``index.view`` where there is one, else ``index`` itself."""
+    view = getattr(index, "view", None)
+    return cast(IndexView, index if view is None else view)

@@ -312,6 +312,6 @@ def test_ivf_index_recall_on_new_queries() -> None:
     assert index.recall_at_10 is not None and index.recall_at_10 >= 0.95
     _, exact = exact_search(qvecs, vectors, 10)
     with index.reading():
-        _, slots = index.vector_search(qvecs, 10, None)
+        _, slots = index.view.vector_search(qvecs, 10, None)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(slots, exact, strict=True)])
     assert recall >= index.recall_at_10 - 0.03

@@ -73,7 +73,7 @@ def test_build_stores_normalised_precomputed_embeddings(hashing_encoder: Hashing
         [{"input": "a"}, {"input": "b"}], hashing_encoder, embeddings=raw.tolist()
     )
     with index.reading():
-        stored = index.slot_vectors([0, 1])
+        stored = index.view.slot_vectors([0, 1])
     np.testing.assert_allclose(stored, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-6)
     assert stored.dtype == np.float32
 
@@ -131,13 +131,14 @@ def test_update_input_re_embeds(index: ExampleIndex, hashing_encoder: HashingEnc
     assert new.label == "transfer_fee"  # untouched fields are kept
     assert new.metadata == {"topic": "transfer", "n": 5}
     assert search(index, "zebra giraffe safari", 1)[0][0].example.id == "t05"
-    slot = index.slots_matching_text("zebra giraffe safari park")
+    slot = index.view.slots_matching_text("zebra giraffe safari park")
     with index.reading():
         np.testing.assert_allclose(
-            index.slot_vectors(slot)[0], hashing_encoder.encode(["zebra giraffe safari park"])[0]
+            index.view.slot_vectors(slot)[0],
+            hashing_encoder.encode(["zebra giraffe safari park"])[0],
         )
     assert len(index) == 12
-    assert index.slots_matching_text("How much does an international transfer cost?") == []
+    assert index.view.slots_matching_text("How much does an international transfer cost?") == []
 
 
 def test_update_label_and_metadata_keeps_the_vector(index: ExampleIndex) -> None:
@@ -447,7 +448,7 @@ def test_readers_and_a_writer_in_threads(hashing_encoder: HashingEncoder) -> Non
                     number = s.example.id[1:]
                     assert number in s.example.input
                 with index.reading():
-                    assert index.n_slots >= len(index)
+                    assert len(index.view.live_slots(None)) == len(index)
                 reads["search"] += 1
                 got = index.get(["b0"])
                 assert got[0].id == "b0"

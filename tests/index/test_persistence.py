@@ -27,7 +27,7 @@ from kshot.errors import (
 )
 from kshot.index.encoder import HashingEncoder
 from kshot.index.example_index import ExampleIndex
-from kshot.index.manifest import Manifest
+from kshot.index.persistence import Manifest
 from kshot.types import Example
 
 DIM = 64
@@ -79,8 +79,10 @@ def snapshot(index: ExampleIndex) -> dict[str, Example]:
 def top_ids(index: ExampleIndex, queries: list[str], k: int = 5) -> list[list[str]]:
     vectors = HashingEncoder(DIM).encode(queries)
     with index.reading():
-        _, slots = index.vector_search(vectors, k, None)
-        return [[ex.id for ex in index.examples_at([s for s in row if s >= 0])] for row in slots]
+        _, slots = index.view.vector_search(vectors, k, None)
+        return [
+            [ex.id for ex in index.view.examples_at([s for s in row if s >= 0])] for row in slots
+        ]
 
 
 QUERIES = ["card PIN reset", "transfer fee", "close my account", "top up cash"]
@@ -167,10 +169,10 @@ def test_writes_survive_a_restart_without_save(saved: Path) -> None:
     assert set(ids) <= set(expected)
     assert top_ids(reloaded, QUERIES) == expected_top
     with reloaded.reading():
-        mask = reloaded.resolve({"topic": "moved"})
+        mask = reloaded.view.resolve({"topic": "moved"})
         assert mask is not None
         assert [reloaded.get(["t01"])[0].id] == [
-            ex.id for ex in reloaded.examples_at(reloaded.live_slots(mask).tolist())
+            ex.id for ex in reloaded.view.examples_at(reloaded.view.live_slots(mask).tolist())
         ]
     reloaded.save()
     reloaded.close()
@@ -457,7 +459,7 @@ def test_empty_store_file(saved: Path) -> None:
 CHILD_PRELUDE = """
 import os, sys, time
 from pathlib import Path
-import kshot.index.example_index as ei
+import kshot.index.persistence as ei
 from kshot.index import ExampleIndex, HashingEncoder
 """
 
@@ -561,11 +563,11 @@ def test_killed_while_adding(tmp_path: Path, toy_examples: list[Example]) -> Non
         with index.reading():
             # Search the whole index: with many batches, more than a handful of texts can hash
             # to the very same vector, and any of them may come first.
-            scores, slots = index.vector_search(vectors, len(index), None)
+            scores, slots = index.view.vector_search(vectors, len(index), None)
             for b, row_scores, row_slots in zip(recent, scores, slots, strict=True):
                 assert row_scores[0] == pytest.approx(1.0, abs=1e-5)
                 tied = row_slots[row_scores >= row_scores[0] - 1e-5].tolist()
-                assert f"b{b}-3" in {ex.id for ex in index.examples_at(tied)}
+                assert f"b{b}-3" in {ex.id for ex in index.view.examples_at(tied)}
         index.save()
         index.close()
     assert previous > 0, "the child never committed an add; give it more time"
@@ -592,10 +594,8 @@ def pausing(func):
 
 real_replace = os.replace
 os.replace = pausing(real_replace)
-for name in ("exchange_paths",):
-    if hasattr(ei, name):
-        setattr(ei, name, pausing(getattr(ei, name)))
-if mode == "no-exchange" and hasattr(ei, "exchange_paths"):
+ei.exchange_paths = pausing(ei.exchange_paths)
+if mode == "no-exchange":
     ei.exchange_paths = lambda a, b: False
 if mode == "same":
     index.save()
@@ -752,8 +752,8 @@ def test_adding_precomputed_embeddings_does_not_load_the_encoder(
     vector = HashingEncoder(DIM).encode(["precomputed text"])
     assert index.add([{"input": "precomputed text", "id": "p"}], embeddings=vector) == ["p"]
     with index.reading():
-        _, slots = index.vector_search(vector, 1, None)
-        assert index.examples_at(slots[0].tolist())[0].id == "p"
+        _, slots = index.view.vector_search(vector, 1, None)
+        assert index.view.examples_at(slots[0].tolist())[0].id == "p"
     with pytest.raises(
         DataError, match=r"expected \(1, 64\) for 1 examples and encoder 'hashing:64'"
     ):

@@ -16,15 +16,17 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from kshot.errors import IndexFormatError, IndexLockedError, ReadOnlyError
 from kshot.index import example_index as example_index_module
+from kshot.index import persistence
 from kshot.index.encoder import HashingEncoder
 from kshot.index.example_index import ExampleIndex
-from kshot.index.manifest import Manifest
+from kshot.index.persistence import Manifest
 from kshot.index.store import ExampleStore
 from kshot.index.vectors import fit_factory
 from kshot.types import Example
@@ -44,8 +46,8 @@ def nearest(index: ExampleIndex, text: str) -> tuple[str, float]:
     own text, so this searches the vectors directly)."""
     query = HashingEncoder(DIM).encode([text])
     with index.reading():
-        scores, slots = index.vector_search(query, 1, None)
-        return index.examples_at([int(slots[0, 0])])[0].id, float(scores[0, 0])
+        scores, slots = index.view.vector_search(query, 1, None)
+        return index.view.examples_at([int(slots[0, 0])])[0].id, float(scores[0, 0])
 
 
 def child(code: str, *args: str) -> subprocess.Popen[str]:
@@ -181,10 +183,10 @@ def test_a_reader_beside_a_writer_keeps_a_consistent_snapshot_and_follows_it(
     try:
         with ExampleIndex.load(saved, read_only=True) as reader:
             with reader.reading():
-                slots = reader.live_slots(None).tolist()
+                slots = reader.view.live_slots(None).tolist()
             tell(proc, "delete", "written")  # deletes t00, updates t01, adds w1
             # Slots read before the write still name rows the snapshot holds: no KeyError.
-            assert {ex.id for ex in reader.examples_at(slots)} >= {"t00", "t01"}
+            assert {ex.id for ex in reader.view.examples_at(slots)} >= {"t00", "t01"}
             # The next read moves to the writer's state.
             ids = {ex.id for ex in reader}
             assert "t00" not in ids and "w1" in ids and len(reader) == 12
@@ -215,7 +217,7 @@ def test_a_vector_file_covering_other_rows_is_never_trusted(
     assert data["generation"] == generation and data["count"] == 12
     (saved / "manifest.json").write_text(json.dumps(data))
     with ExampleIndex.load(saved, read_only=True) as index:
-        live = {int(r) for r in index.slot_rows(index.live_slots(None))}
+        live = {int(r) for r in index.view.slot_rows(index.view.live_slots(None))}
         held = index._vectors.row_ids()
         assert held is not None and set(held.tolist()) == live
         found, score = nearest(index, "an entirely patched text")
@@ -329,13 +331,14 @@ def test_rebuilds_use_the_builds_recall_target_and_seed(
     ).close()
     (path / "vectors.faiss").unlink()
     seen: list[tuple[str, float, int]] = []
-    real = example_index_module._build_vectors
+    real = persistence.build_vectors
 
-    def spy(columns: object, factory: str, target: float, seed: int, problem: str = "") -> object:
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        factory, target, seed = args[3:6]
         seen.append((factory, target, seed))
-        return real(columns, factory, target, seed, problem)  # type: ignore[arg-type]
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(example_index_module, "_build_vectors", spy)
+    monkeypatch.setattr(persistence, "build_vectors", spy)
     ExampleIndex.load(path, read_only=True).close()
     assert seen == [("IVF8,Flat", 0.8, 5)]
 

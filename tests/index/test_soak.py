@@ -32,10 +32,11 @@ ROUNDS = 40
 WRITER = """
 import random, sys
 import kshot.index.example_index as ei
+import kshot.index.persistence as persistence
 from kshot.index import ExampleIndex, HashingEncoder
 
 # A small drift limit, so that kills also land inside the vector file's rewrites.
-ei.drift_limit = lambda live: 40
+ei.drift_limit = persistence.drift_limit = lambda live: 40
 path, seed = sys.argv[1], int(sys.argv[2])
 rng = random.Random(seed)
 index = ExampleIndex.load(path, HashingEncoder(32))
@@ -82,8 +83,8 @@ def check(path: Path) -> int:
             np.testing.assert_array_equal(faiss_index.reconstruct(row), stored[row])
         queries = np.stack([stored[r] for r in rows.tolist()])
         with index.reading():
-            scores, slots = index.vector_search(queries, 5, None)
-            found_rows = index.slot_rows(np.where(slots >= 0, slots, 0))
+            scores, slots = index.view.vector_search(queries, 5, None)
+            found_rows = index.view.slot_rows(np.where(slots >= 0, slots, 0))
         for i, row in enumerate(rows.tolist()):
             assert scores[i, 0] == pytest.approx(1.0, abs=1e-5)
             tied = found_rows[i][scores[i] >= scores[i, 0] - 1e-5]

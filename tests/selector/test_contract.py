@@ -593,7 +593,7 @@ class _ViewOnly:
         name for name in dir(IndexView) if not name.startswith("_") and name != "lexical"
     )
 
-    def __init__(self, inner: ExampleIndex) -> None:
+    def __init__(self, inner: IndexView) -> None:
         self._inner = inner
 
     def __len__(self) -> int:
@@ -609,9 +609,36 @@ class _ViewOnly:
         return getattr(self._inner, name)
 
 
+def test_slot_reads_are_the_views_not_the_index(index: ExampleIndex) -> None:
+    declared = {name for name in dir(IndexView) if not name.startswith("_")}
+    # The index keeps only the reads a user makes too; every slot-level read moved to its view.
+    assert declared & set(dir(ExampleIndex)) == {"reading", "encode_queries"}
+    for gone in ("n_slots", "slot_labels", "label_name", "label_code"):
+        assert not hasattr(index, gone)
+    view = index.view
+    assert all(hasattr(view, name) for name in declared)
+    with view.reading():
+        assert len(view) == len(index) == len(view.live_slots(None))
+
+
+def test_a_selector_built_over_the_index_reads_its_view(index: ExampleIndex) -> None:
+    from kshot.selector.mmr import MMRSelector
+
+    built = build_selector(index, "mmr")
+    assert type(built.index).__name__ == "SlotView"
+    direct = MMRSelector(index)  # the constructor asks for the view too
+    on_view = build_selector(index.view, "mmr")
+    for query in QUERIES:
+        assert (
+            ids(direct.select(query, 5))
+            == ids(on_view.select(query, 5))
+            == ids(built.select(query, 5))
+        )
+
+
 @pytest.mark.parametrize("name", SELECTORS)
 def test_selectors_read_the_index_through_the_view_only(index: ExampleIndex, name: str) -> None:
-    on_view = make(_ViewOnly(index), name, dedupe_threshold=0.95)  # type: ignore[arg-type]
+    on_view = make(_ViewOnly(index.view), name, dedupe_threshold=0.95)  # type: ignore[arg-type]
     direct = make(index, name, dedupe_threshold=0.95)
     for query in QUERIES:
         for flt in (None, FILTERS[1][0]):

@@ -125,7 +125,7 @@ def compare_at(n: int, config: SpeedConfig, real_encoder: Any | None) -> dict[st
         qv = data.query_vectors[: config.n_queries]
         _, exact = exact_search(qv, data.vectors, 10)
         with ivf.reading():
-            _, slots = ivf.vector_search(qv, 10, None)
+            _, slots = ivf.view.vector_search(qv, 10, None)
         out["kshot_ivf_recall_at_10_new_queries"] = (
             sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(slots, exact, strict=True))
             / exact.size
@@ -153,7 +153,7 @@ def short_results(index: Any, qv: Floats, fetch_k: int) -> dict[str, Any]:
     """How often the tuned index returns fewer valid rows than asked (IVF cells run dry)."""
     want = fetch_k + max(4, fetch_k // 2)  # the first fetch of ranked_with_refill
     with index.reading():
-        _, slots = index.vector_search(qv, want, None)
+        _, slots = index.view.vector_search(qv, want, None)
     valid = (slots >= 0).sum(axis=1)
     return {
         "asked": want,

@@ -37,7 +37,7 @@ def at_scale(n: int, config: SpeedConfig) -> dict[str, Any]:
     for kk in sorted({config.k, 10}):
         _, exact = exact_search(qv, data.vectors, kk)
         with index.reading():
-            _, slots = index.vector_search(qv, kk, None)
+            _, slots = index.view.vector_search(qv, kk, None)
         hits = sum(
             len(set(a.tolist()) & set(b.tolist())) for a, b in zip(slots, exact, strict=True)
         )
@@ -61,7 +61,7 @@ def at_scale(n: int, config: SpeedConfig) -> dict[str, Any]:
         out["heldout_tuned"] = _heldout_tuned(index, data, config, specs)
     out["rss_mb"] = rss_mb()
     out["peak_rss_mb"] = peak_rss_mb()
-    out["lexical_nbytes_mb"] = index.lexical.nbytes / 2**20
+    out["lexical_nbytes_mb"] = index.view.lexical.nbytes / 2**20
     return out
 
 
@@ -82,7 +82,7 @@ def _heldout_tuned(
     while True:
         vectors.nprobe = nprobe
         with index.reading():
-            _, slots = index.vector_search(tune_q, 10, None)
+            _, slots = index.view.vector_search(tune_q, 10, None)
         recall = (
             sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(slots, exact, strict=True))
             / exact.size
@@ -93,7 +93,7 @@ def _heldout_tuned(
     qv = data.query_vectors[: config.n_queries]
     _, exact = exact_search(qv, data.vectors, 10)
     with index.reading():
-        _, slots = index.vector_search(qv, 10, None)
+        _, slots = index.view.vector_search(qv, 10, None)
     measured = (
         sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(slots, exact, strict=True))
         / exact.size
