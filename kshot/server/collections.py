@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import tomllib
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kshot.errors import ConfigError
-from kshot.index.encoder import Encoder, encoder_from_name
+from kshot.index.encoder import Encoder, HashingEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.index.manifest import IndexLayout
 from kshot.server.errors import ApiError
@@ -46,6 +47,11 @@ logger = logging.getLogger(__name__)
 #: The id of the one example an empty collection is built with and at once deletes, since an
 #: index is built from a corpus; nothing else ever holds it.
 _SEED_ID = "kshot-empty-collection-seed"
+
+#: The hashing encoder's name (as ``HashingEncoder.name`` spells it), and the largest dimension
+#: a client may ask for: every example's vector has that many floats.
+_HASHING = re.compile(r"hashing:(\d{1,6})")
+_MAX_HASHING_DIM = 4096
 
 
 @dataclass(frozen=True)
@@ -176,16 +182,24 @@ def parse_collection_options(
     return out
 
 
-def _load_encoder(name: str, device: str) -> Encoder:
-    try:
-        return encoder_from_name(name, device=device)
-    except (OSError, ValueError) as exc:  # a model name or folder that cannot be loaded here
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(
-            f"encoder {name!r} cannot be loaded on this server: {exc}; give 'hashing:<dim>', "
-            "or a sentence-transformers model name or folder the server has"
-        ) from exc
+def _encoder_for(collections: Collections, name: str) -> Encoder:
+    """The encoder ``name``: one a served collection already loaded, or a hashing encoder.
+
+    A model that no collection serves is refused rather than loaded: a client with the write
+    key should not make the server load (or try to download) any model or folder it names.
+    """
+    shared = collections.encoder_named(name)
+    if shared is not None:
+        return shared
+    hashing = _HASHING.fullmatch(name)
+    if hashing is not None and 2 <= int(hashing[1]) <= _MAX_HASHING_DIM:
+        return HashingEncoder(int(hashing[1]))
+    served = sorted({c.index.encoder_name for c in collections.by_name.values()})
+    raise ConfigError(
+        f"encoder {name!r} is not served here; give the encoder of a served collection "
+        f"({', '.join(repr(n) for n in served) or 'none'}) or 'hashing:<dim>' with dim 2 to "
+        f"{_MAX_HASHING_DIM}"
+    )
 
 
 def create_empty(
@@ -195,7 +209,6 @@ def create_empty(
     *,
     encoder: str,
     factory: str | None,
-    device: str,
 ) -> Collection:
     """Create the empty collection ``name`` in ``root / name``, open for writing, and register it.
 
@@ -210,7 +223,7 @@ def create_empty(
                 "collection_exists",
                 f"collection {name!r} already exists; choose another name",
             )
-        loaded = collections.encoder_named(encoder) or _load_encoder(encoder, device)
+        loaded = _encoder_for(collections, encoder)
         # An index is built from a corpus: one example, deleted at once, leaves it empty.
         index = ExampleIndex.build([{"id": _SEED_ID, "input": name}], loaded, factory=factory)
         index.delete([_SEED_ID])

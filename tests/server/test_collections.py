@@ -186,6 +186,16 @@ def test_create_an_empty_collection_then_write_and_select(server: Process) -> No
         f"{server.url}/v1/collections", json={"name": "x", "encoder": "hashing:?"}, headers=AUTH
     )
     assert r.status_code == 422 and "hashing" in r.json()["error"]["message"]
+    # A model no collection serves is not loaded on a client's word.
+    r = httpx.post(
+        f"{server.url}/v1/collections",
+        json={"name": "y", "encoder": "someone/some-model"},
+        headers=AUTH,
+    )
+    assert r.status_code == 422 and "'hashing:64'" in r.json()["error"]["message"]
+    assert "y" not in {
+        c["name"] for c in httpx.get(f"{server.url}/v1/collections").json()["collections"]
+    }
 
 
 def test_the_proxy_selects_from_the_named_collection(server: Process, upstream: Process) -> None:

@@ -58,7 +58,7 @@ class CreateCollectionRequest(BaseModel):
     name: Annotated[str, Field(pattern=f"^{COLLECTION_NAME.pattern}$")]
     """A slug: 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit."""
     encoder: Annotated[str, Field(min_length=1, max_length=512)] | None = None
-    """'hashing:<dim>' or a sentence-transformers model; default: the default collection's."""
+    """The encoder of a served collection, or 'hashing:<dim>'; default: the default one's."""
     factory: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     """A FAISS factory string (default: exact 'Flat' search, right for a small collection)."""
 
@@ -116,12 +116,7 @@ async def create_collection(body: CreateCollectionRequest, state: StateDep) -> d
     root: Path = settings.collections_dir
     created = await anyio.to_thread.run_sync(
         lambda: create_empty(
-            state.collections,
-            root,
-            body.name,
-            encoder=encoder,
-            factory=body.factory,
-            device=settings.device,
+            state.collections, root, body.name, encoder=encoder, factory=body.factory
         )
     )
     state.count_write()
