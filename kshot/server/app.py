@@ -21,8 +21,7 @@ from kshot._version import __version__
 from kshot.errors import ConfigError
 from kshot.index.example_index import ExampleIndex
 from kshot.prompt.budget import HFTokenCounter, TokenCounter, WhitespaceCounter, default_counter
-from kshot.server import collections
-from kshot.server.collections import Collection
+from kshot.server.collections import Collection, configured
 from kshot.server.deps import LockedCounter, ServerState
 from kshot.server.errors import install_error_handlers
 from kshot.server.middleware import ServerMiddleware
@@ -79,7 +78,7 @@ def _start(
     state.index = index
     if index is not None:
         state.collections.add(Collection(DEFAULT_COLLECTION, index))
-    configs = collections.configured(settings)
+    configs = configured(settings)
     for name, opened in (open_collections(settings) if named is None else named).items():
         state.collections.add(Collection(name, opened, configs.get(name)))
     for collection in state.collections.by_name.values():
@@ -122,7 +121,7 @@ def open_collections(settings: ServerSettings) -> dict[str, ExampleIndex]:
     """
     opened: dict[str, ExampleIndex] = {}
     try:
-        for name, config in collections.configured(settings).items():
+        for name, config in configured(settings).items():
             read_only = config.read_only or settings.read_only or settings.workers > 1
             opened[name] = ExampleIndex.load(
                 config.path, device=settings.device, read_only=read_only
