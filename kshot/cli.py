@@ -605,9 +605,24 @@ def serve_cmd(
             metavar="[NAME]",
         ),
     ] = None,
+    collection: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also serve the index DIR as collection NAME (repeatable).", metavar="NAME=DIR"
+        ),
+    ] = None,
+    collections: Annotated[
+        Path | None,
+        typer.Option(help="JSON or TOML file: name -> {path, read_only, k, selector, params}."),
+    ] = None,
+    collections_dir: Annotated[
+        Path | None,
+        typer.Option(help="Serve the collections in DIR; POST /v1/collections creates them there."),
+    ] = None,
 ) -> None:
     """Serve selections and assembled prompts over HTTP (settings also from KSHOT_* variables)."""
     from kshot.server import ServerSettings, serve
+    from kshot.server.collections import parse_collection_options
 
     overrides: dict[str, Any] = {"host": host, "port": port, "workers": workers}
     if path is not None:
@@ -626,6 +641,10 @@ def serve_cmd(
         overrides["tokenizer"] = tokenizer
     if device:
         overrides["device"] = device
+    if collection or collections:
+        overrides["collections"] = parse_collection_options(collection or [], collections)
+    if collections_dir:
+        overrides["collections_dir"] = collections_dir
     from pydantic import ValidationError
 
     try:

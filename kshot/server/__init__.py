@@ -24,7 +24,7 @@ from typing import Any
 from kshot.errors import missing_extra
 
 try:
-    from kshot.server.app import create_app, open_index
+    from kshot.server.app import create_app, open_collections, open_index
     from kshot.server.settings import ServerSettings
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     if exc.name in {"fastapi", "starlette", "pydantic", "pydantic_settings", "anyio"}:
@@ -86,5 +86,11 @@ def serve(settings: ServerSettings) -> None:
         # command at once with one line (the CLI's error), not a lifespan traceback.
         # A model-only server (--local-model, no index) has none to open.
         index = None if settings.index is None else open_index(settings)
-        app = create_app(settings, index=index, own_index=True)
+        try:
+            collections = open_collections(settings)
+        except BaseException:
+            if index is not None:
+                index.close()
+            raise
+        app = create_app(settings, index=index, own_index=True, collections=collections)
         uvicorn.run(app, http=protocol, **common)

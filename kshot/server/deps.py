@@ -8,16 +8,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from kshot.index.example_index import ExampleIndex
 from kshot.prompt.budget import TokenCounter, count_messages
+from kshot.server.collections import Collection, Collections
 from kshot.server.errors import ApiError, LimitExceeded
 from kshot.server.metrics import Metrics
 from kshot.server.settings import ServerSettings
 from kshot.types import ChatMessage
 
 __all__ = [
+    "CollectionAccess",
     "IndexDep",
     "LockedCounter",
     "ReadAccess",
@@ -65,11 +67,15 @@ class LockedCounter:
 
 @dataclass
 class ServerState:
-    """What one application instance holds: its settings, index, counter and metrics."""
+    """What one application instance holds: its settings, collections, counter and metrics.
+
+    ``index`` is the default collection's index (``None`` when the server has none).
+    """
 
     settings: ServerSettings
     metrics: Metrics = field(default_factory=Metrics)
     index: ExampleIndex | None = None
+    collections: Collections = field(default_factory=Collections)
     counter: LockedCounter | None = None
     ready: bool = False
     writes: int = 0
@@ -98,14 +104,42 @@ def get_settings(state: StateDep) -> ServerSettings:
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 
 
-def get_index(state: StateDep) -> ExampleIndex:
-    """The loaded index, or 503 while it is loading."""
-    if state.index is None or not state.ready:
+def _check_ready(state: ServerState) -> None:
+    if not state.ready:
         raise ApiError(
             503,
             "not_ready",
             "the index is not loaded yet; retry shortly",
             headers={"Retry-After": "1"},
+        )
+
+
+def bind_collection(
+    request: Request,
+    state: StateDep,
+    collection: Annotated[str, Path(description="The collection's name (GET /v1/collections).")],
+) -> None:
+    """Resolve the route's ``{collection}`` for :func:`get_index` (404 naming the known ones)."""
+    _check_ready(state)
+    request.state.kshot_collection = state.collections.get(collection)
+
+
+#: The dependency of the routes under ``/v1/collections/{collection}``.
+CollectionAccess = Depends(bind_collection)
+
+
+def get_index(request: Request, state: StateDep) -> ExampleIndex:
+    """The index of the route's collection (the default one without), or 503 while loading."""
+    _check_ready(state)
+    bound: Collection | None = getattr(request.state, "kshot_collection", None)
+    if bound is not None:
+        return bound.index
+    if state.index is None:
+        raise ApiError(
+            404,
+            "unknown_collection",
+            "this server has no default collection (it was started without an INDEX); use "
+            f"/v1/collections/{{name}}/..., one of: {', '.join(sorted(state.collections.by_name))}",
         )
     return state.index
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kshot.model.generation import GenerationOptions
 from kshot.server.schemas import JsonObject, Text
+from kshot.server.settings import DEFAULT_COLLECTION
 
 __all__ = [
     "DEFAULT_COLLECTION",
@@ -25,21 +26,19 @@ __all__ = [
     "parse",
 ]
 
-#: The name of the one collection a server holds today (the index it was started with).
-DEFAULT_COLLECTION = "default"
-
 
 class KshotOptions(BaseModel):
     """Per-request options of the proxy: the body field ``"kshot"`` (``extra_body=`` of openai).
 
-    Unset fields take the server's defaults (``KSHOT_PROXY_K``, ``KSHOT_PROXY_SELECTOR``,
-    ``KSHOT_MAX_EXAMPLE_TOKENS``).
+    Unset fields take the collection's defaults (its ``k``, ``selector``, ``params`` and
+    ``max_example_tokens`` in ``KSHOT_COLLECTIONS``), else the server's (``KSHOT_PROXY_K``,
+    ``KSHOT_PROXY_SELECTOR``, ``KSHOT_MAX_EXAMPLE_TOKENS``).
     """
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     collection: Text = DEFAULT_COLLECTION
-    """The example collection to select from; only ``"default"`` (the served index) for now."""
+    """The collection to select from (``GET /v1/collections``); ``"default"`` is the index."""
     k: int | None = Field(default=None, ge=0)
     """How many examples to insert; 0 forwards the request untouched."""
     selector: Text | None = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -28,11 +29,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from kshot.model.transformers_lm import TransformersLM
+from kshot.server.collections import Collection
 from kshot.server.deps import ReadAccess, ServerState, get_state
 from kshot.server.errors import ApiError
 from kshot.server.local_model import LocalModel
 from kshot.server.openai_schemas import (
-    DEFAULT_COLLECTION,
     CompletionRequest,
     KshotOptions,
     ProxiedChat,
@@ -41,7 +42,7 @@ from kshot.server.openai_schemas import (
 )
 from kshot.server.responses import BODY, INDEX, PROXY, READ, errors, request_body
 from kshot.server.service import assemble_all, select_all
-from kshot.server.settings import BUNDLED_LOCAL_MODEL, ServerSettings
+from kshot.server.settings import BUNDLED_LOCAL_MODEL, CollectionConfig, ServerSettings
 from kshot.server.upstream import HttpUpstream, LocalUpstream, Upstream
 
 __all__ = ["EXAMPLE_IDS_HEADER", "ProxyState", "insert_examples", "router"]
@@ -120,28 +121,39 @@ def insert_examples(
     return [*messages[:start], *examples, *messages[start:]]
 
 
-def _examples_for(
-    state: ServerState, query: str, options: KshotOptions
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """The example turns for ``query`` within the budget, and their ids best first.
-
-    Selection and assembly are the ``/v1/prompt`` route's own (chat format, default template);
-    the budget is the assembled prompt's count minus that of the query alone, so that it
-    counts exactly the tokens the examples add.
-    """
-    settings = state.settings
-    if state.index is None:
+def _collection_for(state: ServerState, options: KshotOptions) -> Collection:
+    """The collection ``options`` names; 404 naming the known ones (or saying there are none)."""
+    if not state.collections.by_name:
         raise ApiError(
             404,
             "no_index",
             "this server serves a model but no index to select examples from; start it with "
             'an index, or send "kshot": {"k": 0}',
         )
-    k = settings.proxy_k if options.k is None else options.k
-    budget = options.max_example_tokens or settings.max_example_tokens
+    return state.collections.get(options.collection)
+
+
+def _examples_for(
+    state: ServerState, collection: Collection, query: str, options: KshotOptions
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The example turns for ``query`` within the budget, and their ids best first.
+
+    Selection and assembly are the ``/v1/prompt`` route's own (chat format, default template);
+    the budget is the assembled prompt's count minus that of the query alone, so that it
+    counts exactly the tokens the examples add. Options the request leaves unset take the
+    collection's defaults, then the server's.
+    """
+    settings = state.settings
+    defaults = collection.config or CollectionConfig(path=Path())
+    k = options.k if options.k is not None else defaults.k
+    budget = options.max_example_tokens or defaults.max_example_tokens
+    selector = options.selector or defaults.selector or settings.proxy_selector
+    # The collection's params belong to its selector: a request naming another gets none.
+    own = options.selector is not None or "params" in options.model_fields_set
     found = select_all(
-        state.index, settings, [query], k=k, selector=options.selector or settings.proxy_selector,
-        params=options.params, filter=options.filter, exclude=(),
+        collection.index, settings, [query], k=settings.proxy_k if k is None else k,
+        selector=selector, params=options.params if own else defaults.params,
+        filter=options.filter, exclude=(),
     )  # fmt: skip
 
     def assemble(max_tokens: int | None, examples: Any) -> dict[str, Any]:
@@ -151,7 +163,7 @@ def _examples_for(
         )[0]  # fmt: skip
 
     bare = assemble(None, [])
-    prompt = assemble(bare["token_count"] + budget, found[0])
+    prompt = assemble(bare["token_count"] + (budget or settings.max_example_tokens), found[0])
     kept = {row["id"] for row in prompt["examples"]}
     ids = [s.example.id for s in found[0] if s.example.id in kept]
     return prompt["messages"][:-1], ids
@@ -174,15 +186,9 @@ async def chat_completions(request: Request) -> Response:
     body.pop("kshot", None)
     state = get_state(request)
     ids: list[str] = []
-    passthrough = options.k == 0 or (state.index is None and chat.kshot is None)
+    passthrough = options.k == 0 or (not state.collections.by_name and chat.kshot is None)
     if not passthrough:
-        if options.collection != DEFAULT_COLLECTION:
-            raise ApiError(
-                404,
-                "unknown_collection",
-                f"no collection {options.collection!r}: this server holds one, "
-                f"{DEFAULT_COLLECTION!r} (the index it serves)",
-            )
+        collection = _collection_for(state, options)
         users = [m for m in chat.messages if m.role == "user"]
         if not users:
             raise ApiError(
@@ -192,7 +198,9 @@ async def chat_completions(request: Request) -> Response:
                 'none; add one, or send "kshot": {"k": 0} to forward the request as it is',
             )
         query = message_text(users[-1].content)
-        examples, ids = await anyio.to_thread.run_sync(_examples_for, state, query, options)
+        examples, ids = await anyio.to_thread.run_sync(
+            _examples_for, state, collection, query, options
+        )
         body["messages"] = insert_examples(body["messages"], examples)
     response = await upstream.send("POST", "/chat/completions", body)
     response.headers[EXAMPLE_IDS_HEADER] = ",".join(quote(i, safe="") for i in ids)

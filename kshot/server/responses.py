@@ -19,6 +19,8 @@ from kshot.server.schemas import ErrorResponse
 
 __all__ = [
     "BODY",
+    "COLLECTION",
+    "CONFLICT",
     "EXAMPLE",
     "INDEX",
     "PROXY",
@@ -35,6 +37,7 @@ _DESCRIPTIONS = {
     403: "Writes are disabled on this server (read-only, or no key and no anonymous writes).",
     404: "Not found: no example with this id, no such collection, or a route this server was "
     "not started with (the message says which and how to start it).",
+    409: "Conflict: a collection of that name already exists.",
     408: "The request body did not arrive within the server's body timeout.",
     413: "The request body is larger than the server's max_body_bytes.",
     415: "The request body is not sent as 'content-type: application/json'.",
@@ -61,6 +64,10 @@ PROXY = (404, 502, 504)
 WRITE = (401, 403)
 #: Routes that address one example by id.
 EXAMPLE = (404,)
+#: Routes under ``/v1/collections/{collection}``: no such collection.
+COLLECTION = (404,)
+#: Routes that create something named: the name is taken.
+CONFLICT = (409,)
 
 
 def errors(*groups: tuple[int, ...], passthrough: bool = False) -> dict[int | str, dict[str, Any]]:

@@ -2,19 +2,58 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServerSettings"]
+__all__ = ["DEFAULT_COLLECTION", "CollectionConfig", "ServerSettings", "check_collection_name"]
+
+#: The name of the collection the positional index (``settings.index``) is served as.
+DEFAULT_COLLECTION = "default"
+
+#: A collection name: a slug that is safe as a directory name and a URL path segment.
+COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 #: The ``tokenizer`` value that selects the approximate whitespace counter.
 WHITESPACE_TOKENIZER = "whitespace"
 
 #: The ``local_model`` value that selects the bundled SmolLM2-135M-Instruct.
 BUNDLED_LOCAL_MODEL = "bundled"
+
+
+def check_collection_name(name: str) -> str:
+    """``name`` if it is a valid collection name, else a ``ValueError`` saying what is."""
+    if not COLLECTION_NAME.fullmatch(name):
+        raise ValueError(
+            f"collection name {name!r} is not a slug: use 1-64 characters of a-z, 0-9, '-' and "
+            "'_', starting with a letter or digit"
+        )
+    return name
+
+
+class CollectionConfig(BaseModel):
+    """One named collection: its index directory and the proxy's defaults for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path = Field(description="The index directory of this collection.")
+    read_only: bool = Field(default=False, description="Open it read-only (no writer lock).")
+    k: int | None = Field(
+        default=None, ge=0, description="Examples the proxy inserts (default: proxy_k)."
+    )
+    selector: str | None = Field(
+        default=None, description="Selector the proxy uses (default: proxy_selector)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Selector parameters the proxy uses by default."
+    )
+    max_example_tokens: int | None = Field(
+        default=None, ge=1, description="Example token budget (default: max_example_tokens)."
+    )
 
 
 class ServerSettings(BaseSettings):
@@ -104,6 +143,20 @@ class ServerSettings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level of the server and its access log."
     )
+    collections: dict[str, CollectionConfig] = Field(
+        default_factory=dict,
+        description=(
+            "Named collections besides the default one (the index above): name -> "
+            "{path, read_only, k, selector, params, max_example_tokens}; JSON in the env."
+        ),
+    )
+    collections_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory of the collections created over HTTP (POST /v1/collections); each "
+            "subdirectory there is served as a collection of its name. Unset: none are created."
+        ),
+    )
     # -- the OpenAI-compatible proxy and the local model (see kshot.server.proxy) --------------
     upstream: str | None = Field(
         default=None,
@@ -158,6 +211,17 @@ class ServerSettings(BaseSettings):
             raise ValueError(f"upstream must be an http(s) URL, got {self.upstream!r}")
         return self
 
+    @model_validator(mode="after")
+    def _check_collections(self) -> ServerSettings:
+        for name in self.collections:
+            check_collection_name(name)
+            if name == DEFAULT_COLLECTION and self.index is not None:
+                raise ValueError(
+                    f"collection {DEFAULT_COLLECTION!r} is the index given as INDEX "
+                    "(KSHOT_INDEX); give the other collections other names"
+                )
+        return self
+
     @property
     def writes_enabled(self) -> bool:
         """Whether some client may write: not read-only, and a key or anonymous writes."""
@@ -172,6 +236,11 @@ class ServerSettings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            if isinstance(value, dict):
+                if value:  # pydantic-settings reads a dict field from the env as JSON
+                    dumped = {k: v.model_dump(mode="json") for k, v in value.items()}
+                    env[f"KSHOT_{name.upper()}"] = json.dumps(dumped)
+                continue
             env[f"KSHOT_{name.upper()}"] = (
                 str(value).lower() if isinstance(value, bool) else str(value)
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,9 +82,15 @@ def fuzz(url: str, document: dict[str, Any], headers: dict[str, str]) -> Outcome
 
 @pytest.mark.parametrize("with_key", [True, False], ids=["with key", "without key"])
 def test_the_openapi_document_holds_under_fuzzing(
-    real_server: Callable[..., Any], with_key: bool
+    real_server: Callable[..., Any], with_key: bool, tmp_path: Path
 ) -> None:
-    server = real_server(KSHOT_API_KEY=KEY, KSHOT_AUTH="all", KSHOT_LOG_LEVEL="warning")
+    # With a collections directory, so that creating collections is fuzzed too.
+    server = real_server(
+        KSHOT_API_KEY=KEY,
+        KSHOT_AUTH="all",
+        KSHOT_LOG_LEVEL="warning",
+        KSHOT_COLLECTIONS_DIR=str(tmp_path / "collections"),
+    )
     key = {"Authorization": f"Bearer {KEY}"}
     # The document is behind the key too (auth="all"): fetch it with the key, fuzz with or without.
     document = httpx.get(f"{server.url}/openapi.json", headers=key, timeout=30).json()

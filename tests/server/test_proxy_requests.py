@@ -47,12 +47,13 @@ def test_selection_errors_name_what_to_fix(proxy: TestClient) -> None:
     assert r.status_code == 422 and "nope" in r.json()["error"]["message"]
 
 
-def test_only_the_default_collection_exists_for_now(proxy: TestClient) -> None:
+def test_an_unknown_collection_is_a_404_naming_the_known_ones(proxy: TestClient) -> None:
     body = {"messages": [QUERY], "kshot": {"collection": "tickets"}}
     r = proxy.post("/v1/chat/completions", json=body)
     assert r.status_code == 404
     assert r.json()["error"]["type"] == "unknown_collection"
     assert "'tickets'" in r.json()["error"]["message"]
+    assert "holds: 'default'" in r.json()["error"]["message"]
 
 
 def test_no_user_message_is_a_422_unless_k_is_0(proxy: TestClient) -> None:
