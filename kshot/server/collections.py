@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from kshot.errors import ConfigError
 from kshot.index.encoder import Encoder, HashingEncoder
 from kshot.index.example_index import ExampleIndex
-from kshot.index.manifest import IndexLayout
+from kshot.index.persistence import IndexLayout
 from kshot.server.errors import ApiError
 from kshot.server.settings import (
     COLLECTION_NAME,
