@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kshot._ranking import check_k
-from kshot.errors import ConfigError, DataError, QueryError, missing_extra
+from kshot.errors import ConfigError, QueryError, missing_extra
 from kshot.index.encoder import Encoder
 from kshot.index.example_index import ExampleIndex
 from kshot.selector.base import BaseSelector, SelectorSpec, build_selector
@@ -154,24 +154,18 @@ class KshotExampleSelector(BaseExampleSelector, BaseModel):
 
 def _to_example(row: Mapping[str, Any], keys: tuple[str, str, str], position: int) -> Example:
     input_key, output_key, label_key = keys
-    if not isinstance(row, Mapping):
-        raise DataError(f"example {position} must be a dict, got {type(row).__name__}")
-    if input_key not in row:
-        raise DataError(
-            f"example {position} has no {input_key!r} field (it has: {sorted(row)}); "
-            "set input_key to the field holding the example's input"
-        )
-    label = row.get(label_key)
-    output = row.get(output_key)
-    nested = row.get("metadata")
-    metadata = dict(nested) if isinstance(nested, Mapping) else {}
-    metadata.update(
-        (key, value) for key, value in row.items() if key not in {*keys, "id", "metadata"}
+    # Keys other than the three, ``id`` and ``metadata`` are metadata too: a LangChain row is flat.
+    flat = (
+        {key: value for key, value in row.items() if key not in {*keys, "id", "metadata"}}
+        if isinstance(row, Mapping)
+        else {}
     )
-    return Example(
-        input=str(row[input_key]),
-        output="" if output is None else str(output),
-        label=None if label is None or label == "" else str(label),
-        metadata=metadata,
-        id="" if row.get("id") is None else str(row["id"]),
+    return Example.from_mapping(
+        row,
+        input_key=input_key,
+        output_key=output_key,
+        label_key=label_key,
+        extra_metadata=flat,
+        where=f"example {position}",
+        hint="set input_key to the field holding the example's input",
     )
