@@ -28,8 +28,8 @@ __all__ = [
     "aselect_batch",
     "assemble",
     "build_index",
+    "build_prompt",
     "load_index",
-    "prompt",
     "select",
     "select_batch",
 ]
@@ -137,7 +137,7 @@ def assemble(
     )
 
 
-def prompt(
+def build_prompt(
     index: IndexView,
     query: str,
     k: int = 4,

@@ -59,12 +59,12 @@ def test_select_batch_matches_select_per_query(index: ExampleIndex) -> None:
     assert [[s.example.id for s in r] for r in batch] == [[s.example.id for s in r] for r in single]
 
 
-def test_prompt_is_select_then_assemble(index: ExampleIndex) -> None:
+def test_build_prompt_is_select_then_assemble(index: ExampleIndex) -> None:
     template = PromptTemplate(instructions="Answer.")
     counter = WhitespaceCounter()
     found = api.select(index, "card question", 3, filter={"label": "card"})
     expected = api.assemble("card question", found, template=template, tokenizer=counter)
-    prompt = api.prompt(
+    prompt = api.build_prompt(
         index, "card question", 3, filter={"label": "card"}, template=template, tokenizer=counter
     )
     assert prompt == expected
