@@ -1,9 +1,17 @@
-"""The few calls most users need: build or load an index, select examples, assemble a prompt."""
+"""The few calls most users need: build or load an index, select examples, assemble a prompt.
+
+This module is the one place that wires selection (a registered selector over an index) and
+assembly (the prompt assembler): the server, the CLI, the OpenAI proxy, the LangChain adapter and
+the demo call these functions rather than building selectors and assemblers themselves. The
+``a``-prefixed functions are the same calls for asyncio code: the blocking work (encoding,
+search, token counting) runs in a worker thread, so the event loop keeps serving meanwhile.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kshot.index.encoder import Encoder, SentenceTransformerEncoder
@@ -11,10 +19,20 @@ from kshot.index.example_index import ExampleIndex
 from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate, TokenCounter
 from kshot.selector.base import SelectorSpec, build_selector
 from kshot.selector.params import SelectorParams
-from kshot.selector.view import IndexView
+from kshot.selector.view import HasView, IndexView
 from kshot.types import Example, Filter, Prompt, PromptFormat, Scored
 
-__all__ = ["assemble", "build_index", "load_index", "select"]
+__all__ = [
+    "aassemble",
+    "aselect",
+    "aselect_batch",
+    "assemble",
+    "build_index",
+    "build_prompt",
+    "load_index",
+    "select",
+    "select_batch",
+]
 
 
 def build_index(
@@ -64,7 +82,7 @@ def load_index(
 
 
 def select(
-    index: IndexView,
+    index: IndexView | HasView,
     query: str,
     k: int = 4,
     *,
@@ -80,6 +98,21 @@ def select(
     ``kshot selectors`` for every selector's parameters.
     """
     return build_selector(index, selector, params).select(query, k, filter=filter, exclude=exclude)
+
+
+def select_batch(
+    index: IndexView | HasView,
+    queries: Sequence[str],
+    k: int = 4,
+    *,
+    selector: str | SelectorSpec = "similarity",
+    params: SelectorParams | Mapping[str, Any] | None = None,
+    filter: Filter | None = None,
+    exclude: Iterable[str] = (),
+) -> list[list[Scored]]:
+    """Like :func:`select` for many queries at once (one encoder call); one list per query."""
+    chosen = build_selector(index, selector, params)
+    return chosen.select_batch(list(queries), k, filter=filter, exclude=list(exclude))
 
 
 def assemble(
@@ -101,4 +134,100 @@ def assemble(
     counter = HFTokenCounter(tokenizer) if isinstance(tokenizer, str) else tokenizer
     return PromptAssembler(template, counter).assemble(
         query, list(examples), order=order, max_tokens=max_tokens, format=format, seed=seed
+    )
+
+
+def build_prompt(
+    index: IndexView | HasView,
+    query: str,
+    k: int = 4,
+    *,
+    selector: str | SelectorSpec = "similarity",
+    params: SelectorParams | Mapping[str, Any] | None = None,
+    filter: Filter | None = None,
+    exclude: Iterable[str] = (),
+    template: PromptTemplate | None = None,
+    order: str = "similar_last",
+    max_tokens: int | None = None,
+    format: PromptFormat = "text",
+    tokenizer: str | TokenCounter | None = None,
+    seed: int = 0,
+) -> Prompt:
+    """Select examples for ``query`` (see :func:`select`) and assemble them (:func:`assemble`)."""
+    found = select(
+        index, query, k, selector=selector, params=params, filter=filter, exclude=exclude
+    )
+    return assemble(
+        query,
+        found,
+        template=template,
+        order=order,
+        max_tokens=max_tokens,
+        format=format,
+        tokenizer=tokenizer,
+        seed=seed,
+    )
+
+
+async def aselect(
+    index: IndexView | HasView,
+    query: str,
+    k: int = 4,
+    *,
+    selector: str | SelectorSpec = "similarity",
+    params: SelectorParams | Mapping[str, Any] | None = None,
+    filter: Filter | None = None,
+    exclude: Iterable[str] = (),
+) -> list[Scored]:
+    """:func:`select` in a worker thread: awaiting it never blocks the event loop."""
+    return await asyncio.to_thread(
+        select, index, query, k, selector=selector, params=params, filter=filter, exclude=exclude
+    )
+
+
+async def aselect_batch(
+    index: IndexView | HasView,
+    queries: Sequence[str],
+    k: int = 4,
+    *,
+    selector: str | SelectorSpec = "similarity",
+    params: SelectorParams | Mapping[str, Any] | None = None,
+    filter: Filter | None = None,
+    exclude: Iterable[str] = (),
+) -> list[list[Scored]]:
+    """:func:`select_batch` in a worker thread: awaiting it never blocks the event loop."""
+    return await asyncio.to_thread(
+        select_batch,
+        index,
+        queries,
+        k,
+        selector=selector,
+        params=params,
+        filter=filter,
+        exclude=exclude,
+    )
+
+
+async def aassemble(
+    query: str | Example,
+    examples: Iterable[Scored],
+    *,
+    template: PromptTemplate | None = None,
+    order: str = "similar_last",
+    max_tokens: int | None = None,
+    format: PromptFormat = "text",
+    tokenizer: str | TokenCounter | None = None,
+    seed: int = 0,
+) -> Prompt:
+    """:func:`assemble` in a worker thread (loading a tokenizer and counting tokens block)."""
+    return await asyncio.to_thread(
+        assemble,
+        query,
+        list(examples),
+        template=template,
+        order=order,
+        max_tokens=max_tokens,
+        format=format,
+        tokenizer=tokenizer,
+        seed=seed,
     )

@@ -392,15 +392,13 @@ def _choice(
 
 
 def _select(path: Path, query: str, k: int, choice: dict[str, Any]) -> list[Scored]:
+    from kshot.api import select
     from kshot.index import ExampleIndex
-    from kshot.selector import build_selector
 
     wanted = choice["filter"]
     # Read-only: selecting beside a running writer (a server, an `index add`) is fine.
     with ExampleIndex.load(path, read_only=True) as index:
-        chosen = build_selector(index, choice["selector"], choice["params"]).select(
-            query, k, filter=wanted, exclude=choice["exclude"]
-        )
+        chosen = select(index, query, k, **choice)
         if wanted and not chosen:
             with index.reading():
                 mask = index.view.resolve(wanted)
@@ -551,10 +549,16 @@ def prompt_cmd(
     }
     choice = _choice(selector, param, filter, exclude)
     if server is None:
-        from kshot.prompt import PromptAssembler, PromptTemplate
+        from kshot.api import assemble as assemble_prompt
+        from kshot.prompt import PromptTemplate
 
-        assembler = PromptAssembler(PromptTemplate(**fields), _counter(tokenizer))
-        prompt = assembler.assemble(text, _select(index_dir, text, k, choice), **assemble)
+        prompt = assemble_prompt(
+            text,
+            _select(index_dir, text, k, choice),
+            template=PromptTemplate(**fields),
+            tokenizer=_counter(tokenizer),
+            **assemble,
+        )
     elif tokenizer is not None:
         raise ConfigError(
             "--tokenizer counts tokens here; with --server the server's tokenizer counts "

@@ -282,50 +282,16 @@ def _to_example(
     metadata_fields: tuple[str, ...],
     input_option: str,
 ) -> Example:
-    fields = ", ".join(sorted(row)) or "none"
-    raw_input = row.get(input_field)
-    if raw_input is None:
-        raise DataError(
-            f"{file}: row {number} has no {input_field!r} field (it has: {fields}); "
-            f"pass {input_option} to read another column"
-        )
-    text = _scalar_text(file, number, input_field, raw_input)
-    if not text.strip():
-        raise DataError(f"{file}: row {number} has an empty {input_field!r} field")
-
-    raw_output = row.get(output_field)
-    output = "" if raw_output is None else _scalar_text(file, number, output_field, raw_output)
-
-    raw_label = row.get(label_field)
-    label = None if raw_label is None else _scalar_text(file, number, label_field, raw_label)
-    if label == "" and file.suffix.lower() in (".csv", ".tsv"):
-        label = None  # an empty cell: CSV cannot say "no label" otherwise
-
-    raw_id = row.get(id_field)
-    example_id = "" if raw_id is None else _scalar_text(file, number, id_field, raw_id).strip()
-
-    metadata: dict[str, Any] = {}
-    raw_metadata = row.get("metadata")
-    if raw_metadata is not None and file.suffix.lower() in (".jsonl", ".json"):
-        if not isinstance(raw_metadata, dict):
-            raise DataError(
-                f"{file}: row {number} has a 'metadata' field that is a "
-                f"{type(raw_metadata).__name__}, not an object"
-            )
-        metadata.update(raw_metadata)
-    for name in metadata_fields:
-        if name in row:
-            metadata[name] = row[name]
-
-    return Example(input=text, output=output, label=label, metadata=metadata, id=example_id)
-
-
-def _scalar_text(file: Path, number: int, field: str, value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | int | float):
-        return str(value)
-    raise DataError(
-        f"{file}: row {number} field {field!r} is a {type(value).__name__}; "
-        "expected a string or a number"
+    # Only JSON rows can hold a nested metadata object; a CSV column of that name is plain text.
+    nested = "metadata" if file.suffix.lower() in (".jsonl", ".json") else None
+    return Example.from_mapping(
+        row,
+        input_key=input_field,
+        output_key=output_field,
+        label_key=label_field,
+        id_key=id_field,
+        metadata_key=nested,
+        extra_metadata={name: row[name] for name in metadata_fields if name in row},
+        where=f"{file}: row {number}",
+        hint=f"pass {input_option} to read another column",
     )

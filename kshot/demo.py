@@ -15,10 +15,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from kshot.api import assemble, select
 from kshot.data import load_dataset
 from kshot.errors import IndexFormatError
 from kshot.index import ExampleIndex, SentenceTransformerEncoder
-from kshot.selector import build_selector
 from kshot.types import Scored
 
 __all__ = ["demo_index", "run_demo"]
@@ -73,22 +73,19 @@ def run_demo(*, questions: int = 5, k: int = 4, use_model: bool = True, seed: in
     test = load_dataset("banking77", "test")
     rng = np.random.default_rng(seed)
     picked = [test[i] for i in rng.choice(len(test), size=min(questions, len(test)), replace=False)]
-    selectors = {name: build_selector(index, name) for name in STRATEGIES}
     index.encoder.encode(["warm-up"])  # load the encoder now, so the timings below are per query
 
-    lm = assembler = None
+    lm = counter = None
     label_texts: list[str] = []
     label_names: list[str] = []
     if use_model:
         from kshot.model.transformers_lm import TransformersLM
-        from kshot.prompt import HFTokenCounter, PromptAssembler, PromptTemplate
+        from kshot.prompt import HFTokenCounter, PromptTemplate
 
         started = time.perf_counter()
         lm = TransformersLM()
         console.print(f"loaded {lm.name} in {time.perf_counter() - started:.1f} s")
-        assembler = PromptAssembler(
-            PromptTemplate(instructions=INSTRUCTIONS), HFTokenCounter(lm.tokenizer)
-        )
+        counter = HFTokenCounter(lm.tokenizer)
         # Every intent's answer text, scored as a continuation of the prompt.
         answers = {ex.label: ex.output for ex in load_dataset("banking77", "train") if ex.label}
         label_names = sorted(answers)
@@ -100,15 +97,21 @@ def run_demo(*, questions: int = 5, k: int = 4, use_model: bool = True, seed: in
         console.rule(f"[bold]question {number}/{len(picked)}[/bold]: {question.input}")
         console.print(f"true intent: [bold]{truth}[/bold]")
         selections: dict[str, list[Scored]] = {}
-        for name, selector in selectors.items():
+        for name in STRATEGIES:
             started = time.perf_counter()
-            selections[name] = selector.select(question.input, k)
+            selections[name] = select(index, question.input, k, selector=name)
             elapsed = (time.perf_counter() - started) * 1000
             _show_selection(console, f"{name} ({elapsed:.1f} ms)", selections[name], truth)
-        if lm is None or assembler is None:
+        if lm is None or counter is None:
             continue
         started = time.perf_counter()
-        prompt = assembler.assemble(question.input, selections["similarity"], max_tokens=512)
+        prompt = assemble(
+            question.input,
+            selections["similarity"],
+            template=PromptTemplate(instructions=INSTRUCTIONS),
+            max_tokens=512,
+            tokenizer=counter,
+        )
         assembly_ms = (time.perf_counter() - started) * 1000
         console.print(
             f"[bold]prompt[/bold] (similarity examples, {prompt.token_count} tokens, "

@@ -4,6 +4,11 @@ Every error derives from :class:`KshotError`, and each also derives from the bui
 callers who catch ``ValueError`` or ``KeyError`` keep working. Messages name the bad value and say
 how to fix it. The HTTP layer maps each class to exactly one status code.
 
+Where an error is about one input, it also carries that input as data, as httpx errors carry their
+request: ``field`` (the parameter, filter field or column at fault), ``value`` (what was given)
+and ``valid`` (the accepted values, when they can be listed). The server builds its JSON error
+body from these attributes and the class, never by reading the message.
+
 ::
 
     KshotError
@@ -27,6 +32,9 @@ how to fix it. The HTTP layer maps each class to exactly one status code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 __all__ = [
     "BudgetError",
     "ConfigError",
@@ -49,7 +57,29 @@ __all__ = [
 
 
 class KshotError(Exception):
-    """Base class of every error kshot raises on purpose."""
+    """Base class of every error kshot raises on purpose.
+
+    ``field``, ``value`` and ``valid`` are the context of the error when it concerns one input
+    (all ``None`` otherwise); ``valid`` is a tuple of the accepted values.
+    """
+
+    field: str | None
+    value: Any
+    valid: tuple[Any, ...] | None
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        field: str | None = None,
+        value: Any = None,
+        valid: Iterable[Any] | None = None,
+    ) -> None:
+        """Keep ``message`` as the only argument (``str(exc)``) and the context as attributes."""
+        super().__init__(message)
+        self.field = field
+        self.value = value
+        self.valid = None if valid is None else tuple(valid)
 
 
 class ConfigError(KshotError, ValueError):

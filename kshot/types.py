@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from kshot.errors import DataError
 
 __all__ = [
     "BoolArray",
@@ -20,6 +22,7 @@ __all__ = [
     "Prompt",
     "PromptFormat",
     "Scored",
+    "as_example",
 ]
 
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -52,6 +55,73 @@ class Example:
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
     id: str = ""
 
+    @classmethod
+    def from_mapping(
+        cls,
+        row: Mapping[str, Any],
+        *,
+        input_key: str = "input",
+        output_key: str = "output",
+        label_key: str = "label",
+        id_key: str = "id",
+        metadata_key: str | None = "metadata",
+        extra_metadata: Mapping[str, Any] | None = None,
+        where: str = "example 0",
+        hint: str = "every example needs an input text",
+    ) -> Example:
+        """Convert one corpus row; the index, the file readers and LangChain all read rows here.
+
+        The one rule: ``input`` must be present and not blank; ``input``, ``output``, ``label``
+        and ``id`` are strings, or numbers and booleans written as text (anything else is an
+        error); a missing or null ``output`` is ``""``; a missing, null or empty ``label`` is no
+        label (``None``), because CSV cells and LangChain rows cannot say "no label" otherwise; a
+        missing or null ``id`` is ``""`` (the index assigns one) and surrounding whitespace is not
+        part of an id. ``metadata_key`` names a nested object of metadata (``None``: the row has
+        none), which ``extra_metadata`` updates. ``where`` names the row in errors (``"example 3"``,
+        ``"train.csv: row 4"``) and ``hint`` says how to fix a missing input.
+        """
+        if not isinstance(row, Mapping):
+            raise DataError(f"{where} must be a mapping, got {type(row).__name__}")
+        if input_key not in row:
+            fields = ", ".join(sorted(str(key) for key in row)) or "none"
+            raise DataError(
+                f"{where} has no {input_key!r} field (it has: {fields}); {hint}", field=input_key
+            )
+        raw_id = row.get(id_key)
+        example_id = "" if raw_id is None else _text(where, id_key, raw_id).strip()
+        raw_input = row[input_key]
+        text = "" if raw_input is None else _text(where, input_key, raw_input)
+        if not text.strip():
+            named = f" (id {example_id!r})" if example_id else ""
+            raise DataError(
+                f"{where}{named} has an empty {input_key!r} field; every example needs an input "
+                "text",
+                field=input_key,
+                value=raw_input,
+            )
+        raw_output = row.get(output_key)
+        raw_label = row.get(label_key)
+        label = None if raw_label is None else _text(where, label_key, raw_label)
+        metadata: dict[str, Any] = {}
+        nested = None if metadata_key is None else row.get(metadata_key)
+        if nested is not None:
+            if not isinstance(nested, Mapping):
+                raise DataError(
+                    f"{where} has a {metadata_key!r} field that is a {type(nested).__name__}; "
+                    f"{metadata_key!r} must be an object",
+                    field=metadata_key,
+                    value=nested,
+                )
+            metadata.update(nested)
+        metadata.update(extra_metadata or {})
+        return cls(
+            input=text,
+            output="" if raw_output is None else _text(where, output_key, raw_output),
+            label=label or None,
+            metadata=metadata,
+            id=example_id,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Return the example as the JSON row shape ``{id, input, output, label, metadata}``."""
         return {
@@ -61,6 +131,39 @@ class Example:
             "label": self.label,
             "metadata": dict(self.metadata),
         }
+
+
+def as_example(row: Example | Mapping[str, Any], position: int = 0) -> Example:
+    """An :class:`Example` as given, or a mapping converted by :meth:`Example.from_mapping`.
+
+    An example given as such follows the same rule: its input must not be blank, and an empty
+    label is no label.
+    """
+    where = f"example {position}"
+    if isinstance(row, Mapping):
+        return Example.from_mapping(row, where=where)
+    if not isinstance(row, Example):
+        raise DataError(f"{where} must be an Example or a mapping, got {row!r}")
+    if not isinstance(row.input, str) or not row.input.strip():
+        raise DataError(
+            f"{where} (id {row.id!r}) has an empty 'input' field; every example needs an input "
+            "text",
+            field="input",
+            value=row.input,
+        )
+    return replace(row, label=None) if row.label == "" else row
+
+
+def _text(where: str, key: str, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    raise DataError(
+        f"{where} field {key!r} is a {type(value).__name__}; expected a string or a number",
+        field=key,
+        value=value,
+    )
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,16 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from kshot._files import atomic_path, atomic_writer
-from kshot.api import load_index
+from kshot.api import assemble, load_index, select_batch
 from kshot.distributed._ray import ray_session, reraise_kshot_error
 from kshot.errors import ConfigError, missing_extra
 from kshot.prompt import (
     HFTokenCounter,
-    PromptAssembler,
     PromptTemplate,
     TokenCounter,
     WhitespaceCounter,
     default_counter,
 )
-from kshot.selector import build_selector
 from kshot.types import Filter, PromptFormat
 
 __all__ = ["OUTPUT_SUFFIXES", "BatchJob", "BatchReport", "PromptOptions", "run_batch"]
@@ -139,13 +137,9 @@ class ChunkWorker:
         self._job = job
         # Read-only: any number of workers open the index beside each other and beside a writer.
         self._index = load_index(job.index, read_only=True)
-        self._selector = build_selector(self._index, job.selector, job.params)
         prompt = job.prompt
-        self._assembler = (
-            None
-            if prompt is None
-            else PromptAssembler(PromptTemplate(**prompt.template), prompt.counter())
-        )
+        self._template = None if prompt is None else PromptTemplate(**prompt.template)
+        self._counter = None if prompt is None else prompt.counter()
 
     def close(self) -> None:
         """Release the index."""
@@ -154,8 +148,14 @@ class ChunkWorker:
     def run(self, number: int, start: int, queries: Sequence[Query]) -> tuple[int, list[Record]]:
         """Return chunk ``number``'s records; its first query is at input position ``start``."""
         job = self._job
-        picks = self._selector.select_batch(
-            [text for _, text in queries], job.k, filter=job.filter, exclude=job.exclude
+        picks = select_batch(
+            self._index,
+            [text for _, text in queries],
+            job.k,
+            selector=job.selector,
+            params=job.params,
+            filter=job.filter,
+            exclude=job.exclude,
         )
         records: list[Record] = []
         for offset, ((query_id, text), chosen) in enumerate(zip(queries, picks, strict=True)):
@@ -165,10 +165,12 @@ class ChunkWorker:
                 "query": text,
                 "examples": [scored.to_dict() for scored in chosen],
             }
-            if self._assembler is not None and job.prompt is not None:
-                record["prompt"] = self._assembler.assemble(
+            if self._counter is not None and job.prompt is not None:
+                record["prompt"] = assemble(
                     text,
                     chosen,
+                    template=self._template,
+                    tokenizer=self._counter,
                     order=job.prompt.order,
                     max_tokens=job.prompt.max_tokens,
                     format=job.prompt.format,

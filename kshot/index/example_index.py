@@ -60,7 +60,7 @@ from kshot.index.persistence import (
 from kshot.index.slots import SlotView
 from kshot.index.store import ExampleStore
 from kshot.index.vectors import BuildParams, VectorIndex, build_vectors, choose_factory
-from kshot.types import Example
+from kshot.types import Example, as_example
 
 __all__ = ["ExampleIndex", "as_example", "normalize_text"]
 
@@ -71,39 +71,6 @@ Floats = npt.NDArray[np.float32]
 _INSERT_CHUNK = 20_000
 # The store's info key holding the notes of set_note, as one JSON object.
 _NOTES_KEY = "notes"
-
-
-def as_example(row: Example | Mapping[str, Any], position: int = 0) -> Example:
-    """Coerce a mapping with ``input`` (and optional fields) into a validated :class:`Example`."""
-    if isinstance(row, Example):
-        example = row
-    elif isinstance(row, Mapping):
-        if "input" not in row:
-            raise DataError(
-                f"example {position} has no 'input' field (it has: {sorted(row)}); "
-                "every example needs an input text"
-            )
-        if row["input"] is None:
-            raise DataError(
-                f"example {position} (id {row.get('id')!r}) has an empty input (null); "
-                "every example needs an input text"
-            )
-        metadata = row.get("metadata") or {}
-        if not isinstance(metadata, Mapping):
-            raise DataError(f"example {position}: 'metadata' must be an object, got {metadata!r}")
-        label = row.get("label")
-        example = Example(
-            input=str(row["input"]),
-            output="" if row.get("output") is None else str(row["output"]),
-            label=None if label is None else str(label),
-            metadata=dict(metadata),
-            id="" if row.get("id") is None else str(row["id"]),
-        )
-    else:
-        raise DataError(f"example {position} must be an Example or a mapping, got {row!r}")
-    if not isinstance(example.input, str) or not example.input.strip():
-        raise DataError(f"example {position} (id {example.id!r}) has an empty input")
-    return example
 
 
 class ExampleIndex:

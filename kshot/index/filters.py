@@ -98,7 +98,9 @@ def _check_value(field: str, value: Any) -> None:
             "NaN or infinity" if not finite else "null" if value is None else f"{kind} {value!r}"
         )
         raise FilterError(
-            f"filter on {field!r}: a value must be {accepted}, or a list of them; got {shown}"
+            f"filter on {field!r}: a value must be {accepted}, or a list of them; got {shown}",
+            field=field,
+            value=value,
         )
 
 
@@ -109,12 +111,15 @@ def filter_values(filter: Mapping[str, Any] | None) -> dict[str, list[Any]]:
     if not isinstance(filter, Mapping):
         raise FilterError(
             f"a filter must map fields to values, got {type(filter).__name__}; "
-            'example: {"label": "card_arrival"} or {"label": ["a", "b"]}'
+            'example: {"label": "card_arrival"} or {"label": ["a", "b"]}',
+            value=filter,
         )
     out: dict[str, list[Any]] = {}
     for field, wanted in filter.items():
         if not isinstance(field, str) or not field:
-            raise FilterError(f"filter field names must be non-empty strings, got {field!r}")
+            raise FilterError(
+                f"filter field names must be non-empty strings, got {field!r}", value=field
+            )
         if isinstance(wanted, (list, tuple, set, frozenset)):
             for value in wanted:
                 _check_value(field, value)
@@ -154,5 +159,7 @@ def check_value_kinds(field: str, values: Sequence[Any], keys: Iterable[str]) ->
     if wrong:
         raise FilterError(
             f"filter on {field!r}: {wrong[0]!r} is a {_kind(wrong[0])}, but the field holds only "
-            f"{' and '.join(sorted(held))} values; send one of those"
+            f"{' and '.join(sorted(held))} values; send one of those",
+            field=field,
+            value=wrong[0],
         )

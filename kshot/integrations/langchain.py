@@ -13,10 +13,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kshot._ranking import check_k
-from kshot.errors import ConfigError, DataError, QueryError, missing_extra
+from kshot.api import aselect, select
+from kshot.errors import ConfigError, QueryError, missing_extra
 from kshot.index.encoder import Encoder
 from kshot.index.example_index import ExampleIndex
-from kshot.selector.base import BaseSelector, SelectorSpec, build_selector
+from kshot.selector.base import SelectorSpec, selector_class
+from kshot.selector.params import SelectorParams
 from kshot.types import Example, Scored
 
 try:
@@ -62,13 +64,14 @@ class KshotExampleSelector(BaseExampleSelector, BaseModel):
     filter: dict[str, Any] | None = None
     """A kshot filter (``label`` / metadata equality or membership) applied to every selection."""
 
-    _selector: BaseSelector = PrivateAttr()
+    _params: SelectorParams = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         """Validate the fields, then build the selector: a bad name or parameter fails here.
 
-        The selector is built after pydantic's validation rather than inside it, so that its
-        errors reach the caller as kshot errors (ConfigError, UnknownSelectorError).
+        The selector's name and parameters are checked after pydantic's validation rather than
+        inside it, so that their errors reach the caller as kshot errors (ConfigError,
+        UnknownSelectorError); selection itself is :func:`kshot.api.select`.
         """
         super().__init__(**data)
         try:
@@ -81,7 +84,10 @@ class KshotExampleSelector(BaseExampleSelector, BaseModel):
                 f"input_key, output_key and label_key must differ, got {self.input_key!r}, "
                 f"{self.output_key!r}, {self.label_key!r}"
             )
-        self._selector = build_selector(self.index, SelectorSpec(self.selector, self.params))
+        spec = SelectorSpec(self.selector, self.params)
+        self._params = selector_class(spec.name).Params.from_mapping(
+            spec.params, selector=spec.name
+        )
 
     @classmethod
     def from_examples(
@@ -127,15 +133,36 @@ class KshotExampleSelector(BaseExampleSelector, BaseModel):
         """Select examples for the prompt's input variables (the query is ``input_key``)."""
         return [self._row(found) for found in self.select_scored(input_variables)]
 
+    async def aselect_examples(self, input_variables: dict[str, Any]) -> list[dict[str, Any]]:
+        """:meth:`select_examples` for async chains: encoding and search run in a worker thread."""
+        found = await aselect(
+            self.index,
+            self._query(input_variables),
+            self.k,
+            selector=self.selector,
+            params=self._params,
+            filter=self.filter,
+        )
+        return [self._row(s) for s in found]
+
     def select_scored(self, input_variables: Mapping[str, Any]) -> list[Scored]:
         """Like :meth:`select_examples`, but kshot's scored examples."""
+        return select(
+            self.index,
+            self._query(input_variables),
+            self.k,
+            selector=self.selector,
+            params=self._params,
+            filter=self.filter,
+        )
+
+    def _query(self, input_variables: Mapping[str, Any]) -> str:
         if self.input_key not in input_variables:
             raise QueryError(
                 f"the input variables have no {self.input_key!r} (they have: "
                 f"{sorted(input_variables)}); set input_key to the variable holding the query"
             )
-        query = str(input_variables[self.input_key])
-        return self._selector.select(query, self.k, filter=self.filter)
+        return str(input_variables[self.input_key])
 
     def add_example(self, example: dict[str, Any]) -> str:
         """Add one example dict (keys as in :meth:`from_examples`) to the index; return its id."""
@@ -154,24 +181,18 @@ class KshotExampleSelector(BaseExampleSelector, BaseModel):
 
 def _to_example(row: Mapping[str, Any], keys: tuple[str, str, str], position: int) -> Example:
     input_key, output_key, label_key = keys
-    if not isinstance(row, Mapping):
-        raise DataError(f"example {position} must be a dict, got {type(row).__name__}")
-    if input_key not in row:
-        raise DataError(
-            f"example {position} has no {input_key!r} field (it has: {sorted(row)}); "
-            "set input_key to the field holding the example's input"
-        )
-    label = row.get(label_key)
-    output = row.get(output_key)
-    nested = row.get("metadata")
-    metadata = dict(nested) if isinstance(nested, Mapping) else {}
-    metadata.update(
-        (key, value) for key, value in row.items() if key not in {*keys, "id", "metadata"}
+    # Keys other than the three, ``id`` and ``metadata`` are metadata too: a LangChain row is flat.
+    flat = (
+        {key: value for key, value in row.items() if key not in {*keys, "id", "metadata"}}
+        if isinstance(row, Mapping)
+        else {}
     )
-    return Example(
-        input=str(row[input_key]),
-        output="" if output is None else str(output),
-        label=None if label is None or label == "" else str(label),
-        metadata=metadata,
-        id="" if row.get("id") is None else str(row["id"]),
+    return Example.from_mapping(
+        row,
+        input_key=input_key,
+        output_key=output_key,
+        label_key=label_key,
+        extra_metadata=flat,
+        where=f"example {position}",
+        hint="set input_key to the field holding the example's input",
     )

@@ -76,15 +76,27 @@ class Param:
             converted = _convert(self.kind, value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"{where} must be {self.type_name()}, got {value!r}; {self.describe_range()}"
+                f"{where} must be {self.type_name()}, got {value!r}; {self.describe_range()}",
+                field=self.name,
+                value=value,
+                valid=self.choices,
             ) from exc
         if isinstance(converted, float) and not math.isfinite(converted):
-            raise ConfigError(f"{where} must be finite, got {value!r}; {self.describe_range()}")
+            raise ConfigError(
+                f"{where} must be finite, got {value!r}; {self.describe_range()}",
+                field=self.name,
+                value=value,
+            )
         out_of_range = (self.minimum is not None and converted < self.minimum) or (
             self.maximum is not None and converted > self.maximum
         )
         if out_of_range or (self.choices is not None and converted not in self.choices):
-            raise ConfigError(f"{where} is {converted!r}; {self.describe_range()}")
+            raise ConfigError(
+                f"{where} is {converted!r}; {self.describe_range()}",
+                field=self.name,
+                value=value,
+                valid=self.choices,
+            )
         return converted
 
     def type_name(self) -> str:
@@ -215,7 +227,10 @@ class SelectorParams:
         if unknown:
             raise ConfigError(
                 f"selector {selector!r} has no parameter {unknown[0]!r}; "
-                f"valid parameters: {', '.join(known)}"
+                f"valid parameters: {', '.join(known)}",
+                field=unknown[0],
+                value=next(v for key, v in values.items() if str(key) == unknown[0]),
+                valid=tuple(known),
             )
         owner = f"selector {selector!r}"
         return cls(**{known[n].attr: known[n].coerce(owner, v) for n, v in values.items()})

@@ -1,14 +1,15 @@
 """HTTP errors: every error a client sees is JSON ``{"error": {"type", "message", ...}}``.
 
 Each :class:`~kshot.errors.KshotError` class maps to exactly one status code
-(:data:`STATUS_OF`); the server's own refusals (auth, limits, body size) are
+(:data:`STATUS_OF`), and its body is built from the error's data: the class gives ``type``, and
+the ``field`` and ``valid`` it carries are added when set (the message is passed on, never
+parsed). The server's own refusals (auth, limits, body size) are
 :class:`ApiError` values; anything else becomes a generic 500 whose trace goes to the log only.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -43,6 +44,7 @@ __all__ = [
     "BodyTimeout",
     "BodyTooLarge",
     "LimitExceeded",
+    "context_of",
     "error_body",
     "install_error_handlers",
     "kind_of",
@@ -103,7 +105,18 @@ def status_of(exc: KshotError) -> int:
 
 def kind_of(exc: KshotError) -> str:
     """The ``type`` of a kshot error in a response: its class name in snake case."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+    name = type(exc).__name__
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(name)).lower()
+
+
+def context_of(exc: KshotError) -> dict[str, Any]:
+    """The context a kshot error carries as data, as response fields: ``field`` and ``valid``."""
+    out: dict[str, Any] = {}
+    if exc.field is not None:
+        out["field"] = exc.field
+    if exc.valid is not None:
+        out["valid"] = list(exc.valid)
+    return out
 
 
 def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -229,7 +242,7 @@ async def _kshot_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         logger.error("%s on %s %s", kind, request.method, request.url.path, exc_info=exc)
         return JSONResponse(error_body(kind, "the server failed to answer; see its log"), status)
-    return JSONResponse(error_body(kind, str(exc)), status)
+    return JSONResponse(error_body(kind, str(exc), **context_of(exc)), status)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,14 +1,19 @@
-"""What the selection and prompt routes share: limit checks, selection, assembly."""
+"""What the selection and prompt routes share: the server's limit checks, then :mod:`kshot.api`.
+
+Selection and assembly themselves are :func:`kshot.api.select_batch` and
+:func:`kshot.api.assemble`; this module adds only what is the server's own: its limits, the
+503 while the token counter loads, and the response shape.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from kshot.api import assemble, select_batch
 from kshot.index.example_index import ExampleIndex
-from kshot.prompt.assembler import PromptAssembler
 from kshot.prompt.template import PromptTemplate
-from kshot.selector.base import SelectorSpec, build_selector
+from kshot.selector.base import SelectorSpec
 from kshot.server.deps import LockedCounter, check_batch, check_k, check_query
 from kshot.server.errors import ApiError
 from kshot.server.schemas import TemplateIn
@@ -35,8 +40,8 @@ def select_all(
     check_batch(settings, len(exclude), "excluded ids")
     for query in queries:
         check_query(settings, query)
-    chosen = build_selector(index, SelectorSpec(selector, params))
-    return chosen.select_batch(list(queries), k, filter=filter, exclude=exclude)
+    spec = SelectorSpec(selector, params)
+    return select_batch(index, queries, k, selector=spec, filter=filter, exclude=exclude)
 
 
 def assemble_all(
@@ -54,15 +59,17 @@ def assemble_all(
     if counter is None:
         raise ApiError(503, "not_ready", "the token counter is not loaded yet; retry shortly")
     fields = {} if template is None else template.model_dump(exclude_none=True)
-    assembler = PromptAssembler(PromptTemplate(**fields), counter)
+    template_ = PromptTemplate(**fields)
     out: list[dict[str, Any]] = []
     for query, examples in zip(queries, selections, strict=True):
-        prompt: Prompt = assembler.assemble(
+        prompt: Prompt = assemble(
             query,
             examples,
+            template=template_,
             order=order,
             max_tokens=max_tokens,
             format=format,  # type: ignore[arg-type]
+            tokenizer=counter,
             seed=seed,
         )
         out.append({**prompt.to_dict(), "tokenizer": counter.name})

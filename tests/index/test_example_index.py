@@ -168,7 +168,7 @@ def test_update_label_and_metadata_keeps_the_vector(index: ExampleIndex) -> None
 def test_update_errors(index: ExampleIndex) -> None:
     with pytest.raises(NotFoundError, match="'nope'"):
         index.update("nope", label="x")
-    with pytest.raises(DataError, match=r"id 't01'\) has an empty input"):
+    with pytest.raises(DataError, match=r"id 't01'\) has an empty 'input' field"):
         index.update("t01", input="   ")
     with pytest.raises(DataError, match="metadata must hold JSON"):
         index.update("t01", metadata={"bad": object()})
@@ -274,16 +274,14 @@ def test_empty_corpus(hashing_encoder: HashingEncoder) -> None:
 
 def test_row_without_input_names_row_and_field(hashing_encoder: HashingEncoder) -> None:
     rows = [{"input": "fine"}, {"input": "fine too"}, {"text": "oops", "label": "x"}]
-    with pytest.raises(
-        DataError, match=r"example 2 has no 'input' field \(it has: \['label', 'text'\]\)"
-    ):
+    with pytest.raises(DataError, match=r"example 2 has no 'input' field \(it has: label, text\)"):
         ExampleIndex.build(rows, hashing_encoder)
 
 
 @pytest.mark.parametrize("bad", ["", "   \n\t", None])
 def test_row_with_empty_input(hashing_encoder: HashingEncoder, bad: object) -> None:
     # A null input is missing text, not the string "None".
-    with pytest.raises(DataError, match=r"example 1 \(id 'b'\) has an empty input"):
+    with pytest.raises(DataError, match=r"example 1 \(id 'b'\) has an empty 'input' field"):
         ExampleIndex.build([{"input": "ok"}, {"input": bad, "id": "b"}], hashing_encoder)
 
 
