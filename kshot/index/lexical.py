@@ -1,5 +1,9 @@
 r"""Lexical index behind the ``jaccard`` and ``bm25`` selectors.
 
+This module is about 600 lines, over the usual 500: the segment structure (append, tombstone,
+LSM-style merge) and the two scorers that read it share one layout of flat numpy arrays, and
+splitting the scorers from the segments would expose that layout between modules.
+
 Tokenisation
 ------------
 A text is normalised with Unicode NFKC, then case-folded (``str.casefold``); its words are

@@ -1,5 +1,10 @@
 """A local causal language model run with ``transformers``: label scoring and generation.
 
+This module is about 600 lines, over the usual 500: it is one model wrapper whose loading, label
+scoring and token-by-token generation share the loaded weights, the tokenizer and the device
+placement; the pure parts of generation (options, stop scanning) already live in
+:mod:`kshot.model.generation`, and what remains reads the wrapper's private state throughout.
+
 Label scoring shares the prompt's computation across labels: the prompts of a batch go through
 the model once (left-padded, ``use_cache=True``); then the continuations of all labels go through
 one batched forward pass that reuses the prompts' key/value cache. Rather than copying the cache
