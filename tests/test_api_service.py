@@ -123,7 +123,7 @@ def test_a_sync_select_on_the_loop_would_block_it() -> None:
 
 
 WIRING = {"build_selector", "PromptAssembler"}
-CALLERS = ["server", "cli.py", "demo.py", "integrations", "distributed"]
+CALLERS = ["server", "cli", "demo.py", "integrations", "distributed"]
 
 
 def test_only_the_api_wires_selection_and_assembly() -> None:

@@ -285,7 +285,7 @@ def test_progress_bar_follows_the_flag_and_the_terminal(tmp_path: Path) -> None:
 def test_progress_default_is_a_terminal_with_a_few_hundred_rows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kshot.cli import _progress
+    from kshot.cli.options import wants_progress as _progress
     from kshot.index.encoder import PROGRESS_MIN_ROWS
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
@@ -350,3 +350,16 @@ def test_param_values_are_validated_like_the_python_api(tmp_path: Path, corpus: 
     assert done.stderr.strip() == (
         "error: selector 'mmr' parameter 'lambda' is 2.0; valid range: [0, 1]"
     )
+
+
+def test_the_cli_is_a_package_of_modules_under_500_lines() -> None:
+    import kshot.cli
+
+    package = Path(kshot.cli.__file__).parent
+    assert package.name == "cli" and (package / "__main__.py").is_file()
+    long = {
+        path.name: lines
+        for path in package.glob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 500
+    }
+    assert not long, f"split these command modules: {long}"
