@@ -120,6 +120,12 @@ class SlotView:
         """The input text at ``slot``."""
         return self._columns.inputs[slot]
 
+    def slot_labels(self, slots: Sequence[int]) -> list[str | None]:
+        """The labels at ``slots`` (``None`` for an unlabelled example), in order."""
+        codes = self._columns.label_codes
+        names = self._columns.label_names
+        return [None if (code := int(codes[s])) < 0 else names[code] for s in slots]
+
     def slot_rows(self, slots: npt.ArrayLike) -> Ints:
         """The store rows at ``slots`` (the keys of the lexical index)."""
         return self._columns.rows[np.asarray(slots, np.intp)]

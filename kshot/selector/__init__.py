@@ -3,6 +3,7 @@
 from kshot.selector.balanced import BalancedParams
 from kshot.selector.base import (
     BaseSelector,
+    Ranking,
     Selector,
     SelectorSpec,
     available_selectors,
@@ -29,6 +30,7 @@ __all__ = [
     "MMRParams",
     "Param",
     "RandomParams",
+    "Ranking",
     "Selector",
     "SelectorParams",
     "SelectorSpec",

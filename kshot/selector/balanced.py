@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kshot._ranking import check_k
 from kshot.errors import ConfigError, UnknownSelectorError
-from kshot.index.filters import LABEL_FIELD, filter_values, normalize_text
-from kshot.selector.base import BaseSelector, available_selectors, register, selector_class
+from kshot.index.filters import LABEL_FIELD, normalize_text
+from kshot.selector.base import (
+    BaseSelector,
+    Ranking,
+    available_selectors,
+    register,
+    selector_class,
+)
 from kshot.selector.params import SelectorParams, param
 from kshot.selector.view import HasView, IndexView
-from kshot.types import Filter, Scored
+from kshot.types import Mask
 
 __all__ = ["BalancedParams", "BalancedSelector"]
 
@@ -36,9 +43,10 @@ class BalancedSelector(BaseSelector):
     Labels in ``ensure_labels`` are searched for directly (the base strategy with a label filter)
     when the pool lacks them. The result is ranked by the base strategy's score.
 
-    The base strategy is used through its public ``select_batch`` only, with its own defaults
-    and this selector's ``dedupe_threshold``; each of its calls reads the index on its own, so a
-    write landing between the pool and an ensured label's search is seen by the latter only.
+    The base strategy is used through its public slot-level ``rank_batch`` only, with its own
+    defaults and this selector's ``dedupe_threshold``, inside the one read of the index that
+    ``select_batch`` holds; so the pool and the ensured labels' searches see the same state, and
+    only the k examples returned are read from the store (not the ``fetch_k`` candidates).
     """
 
     description = "round-robin over labels around a base strategy"
@@ -65,48 +73,56 @@ class BalancedSelector(BaseSelector):
             ) from exc
         self._base = base_class(self.index, {"dedupe_threshold": self.params.dedupe_threshold})
 
-    def _select(
-        self, queries: list[str], k: int, filter: Filter | None, exclude: list[str]
-    ) -> list[list[Scored]]:
-        fetch_k = max(self.params.fetch_k, k)
-        pools = self._base.select_batch(queries, fetch_k, filter=filter, exclude=exclude)
-        return [
-            self._round_robin(self._with_ensured(query, pool, filter, exclude), k)
-            for query, pool in zip(queries, pools, strict=True)
-        ]
+    def rank_batch(self, queries: Sequence[str], k: int, mask: Mask | None) -> list[Ranking]:
+        """Rank the base strategy's ``fetch_k`` candidates, then pick round-robin over labels."""
+        k = check_k(k)
+        queries = list(queries)
+        pools = self._base.rank_batch(queries, max(self.params.fetch_k, k), mask)
+        pools = self._with_ensured(queries, pools, mask)
+        return [self._round_robin(pool, k) for pool in pools]
 
     def _with_ensured(
-        self, query: str, pool: list[Scored], filter: Filter | None, exclude: list[str]
-    ) -> list[Scored]:
-        ensure = self.params.ensure_labels
-        if not ensure:
-            return pool
-        wanted = filter_values(filter)
-        allowed_labels = {str(v) for v in wanted.get(LABEL_FIELD, ensure)}
-        present = {s.example.label for s in pool}
-        combined = list(pool)
-        for label in ensure:
-            if label in present or label not in allowed_labels:
+        self, queries: list[str], pools: list[Ranking], mask: Mask | None
+    ) -> list[Ranking]:
+        """Add each query's best example of every ensured label its pool lacks."""
+        if not self.params.ensure_labels:
+            return pools
+        extra: list[list[tuple[int, float]]] = [[] for _ in queries]
+        for label in self.params.ensure_labels:
+            lacking = [i for i, pool in enumerate(pools) if label not in self._labels(pool)]
+            narrowed = self.index.resolve({LABEL_FIELD: label})
+            if mask is not None and narrowed is not None:
+                narrowed = narrowed & mask
+            # A filter that leaves out this label leaves nothing to search for.
+            if not lacking or narrowed is None or not narrowed.any():
                 continue
-            narrowed = {**wanted, LABEL_FIELD: label}
-            combined.extend(
-                self._base.select_batch([query], 1, filter=narrowed, exclude=exclude)[0]
-            )
+            # One query at a time: a strategy that widens its fetch for the whole batch (hybrid's
+            # fusion) may rank a query differently in company, and the pool of one query must not
+            # depend on which others lack the label.
+            for i in lacking:
+                (found,) = self._base.rank_batch([queries[i]], 1, narrowed)
+                extra[i].extend(zip(found.slots, found.scores, strict=True))
+        return [self._unique(pool, more) for pool, more in zip(pools, extra, strict=True)]
+
+    def _unique(self, pool: Ranking, extra: list[tuple[int, float]]) -> Ranking:
         # An ensured example may be one already in the pool, or repeat the input of one.
-        seen: set[str] = set()
-        unique: list[Scored] = []
-        for scored in combined:
-            text = normalize_text(scored.example.input)
+        seen = {normalize_text(self.index.slot_text(slot)) for slot in pool.slots}
+        kept = list(zip(pool.slots, pool.scores, strict=True))
+        for slot, score in extra:
+            text = normalize_text(self.index.slot_text(slot))
             if text not in seen:
                 seen.add(text)
-                unique.append(scored)
-        return unique
+                kept.append((slot, score))
+        return Ranking.of(kept)
 
-    def _round_robin(self, pool: list[Scored], k: int) -> list[Scored]:
+    def _labels(self, pool: Ranking) -> list[str | None]:
+        return self.index.slot_labels(pool.slots)
+
+    def _round_robin(self, pool: Ranking, k: int) -> Ranking:
         ensure = set(self.params.ensure_labels)
         groups: dict[str | None, list[int]] = {}
-        for position, scored in enumerate(pool):
-            groups.setdefault(scored.example.label, []).append(position)
+        for position, label in enumerate(self._labels(pool)):
+            groups.setdefault(label, []).append(position)
         # Ensured labels go first in the rotation so they survive a small k; otherwise labels
         # rotate in the order of their best candidate (dicts keep insertion order).
         order = sorted(groups, key=lambda label: label not in ensure)
@@ -117,4 +133,4 @@ class BalancedSelector(BaseSelector):
                 if depth < len(groups[label]) and len(picked) < k:
                     picked.append(groups[label][depth])
             depth += 1
-        return [pool[position] for position in sorted(picked)]
+        return Ranking.of([(pool.slots[p], pool.scores[p]) for p in sorted(picked)])

@@ -35,6 +35,7 @@ from kshot.types import Filter, Mask, Scored
 
 __all__ = [
     "BaseSelector",
+    "Ranking",
     "Selector",
     "SelectorSpec",
     "available_selectors",
@@ -44,9 +45,30 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """One query's ranked slots, best first, and their scores (same length)."""
+
+    slots: tuple[int, ...]
+    scores: tuple[float, ...]
+
+    @classmethod
+    def of(cls, found: Sequence[tuple[int, float]]) -> Ranking:
+        """The ranking of ``(slot, score)`` pairs, best first."""
+        return cls(tuple(slot for slot, _ in found), tuple(float(score) for _, score in found))
+
+
 @runtime_checkable
 class Selector(Protocol):
     """Picks up to k examples per query."""
+
+    def rank_batch(self, queries: Sequence[str], k: int, mask: Mask | None) -> list[Ranking]:
+        """Rank at most ``k`` slots inside ``mask`` per query, hygiene applied.
+
+        The slot-level answer :meth:`select_batch` builds on, for selectors that compose others:
+        call it inside the index view's ``reading()``, with checked queries.
+        """
+        ...
 
     def select(
         self, query: str, k: int, *, filter: Filter | None = None, exclude: Iterable[str] = ()
@@ -97,7 +119,7 @@ class BaseSelector:
 
     A strategy subclass sets ``Params`` (its :class:`~kshot.selector.params.SelectorParams`
     subclass), narrows the ``params`` annotation to it, and implements :meth:`_pick` (or, to
-    compose other selectors through their public interface, :meth:`_select`).
+    compose other selectors through their public interface, :meth:`rank_batch`).
     """
 
     name: ClassVar[str] = ""
@@ -154,18 +176,21 @@ class BaseSelector:
             return []
         # A lone id string is one id, not an iterable of one-character ids.
         excluded = [exclude] if isinstance(exclude, str) else list(exclude)
-        return self._select(queries, k, filter, excluded)
-
-    def _select(
-        self, queries: list[str], k: int, filter: Filter | None, exclude: list[str]
-    ) -> list[list[Scored]]:
-        """Checked queries in, examples out; strategies over slots implement :meth:`_pick`."""
         with self.index.reading():
-            mask = self.index.resolve(filter, exclude)
-            picks = self._pick(queries, k, mask)
+            mask = self.index.resolve(filter, excluded)
+            rankings = self.rank_batch(queries, k, mask)
             # One store read for the whole batch, then split per query.
-            examples = iter(self.index.examples_at([slot for found in picks for slot, _ in found]))
-            return [[Scored(next(examples), float(score)) for _, score in found] for found in picks]
+            examples = iter(self.index.examples_at([s for r in rankings for s in r.slots]))
+            return [[Scored(next(examples), score) for score in r.scores] for r in rankings]
+
+    def rank_batch(self, queries: Sequence[str], k: int, mask: Mask | None) -> list[Ranking]:
+        """Rank at most ``k`` slots inside ``mask`` per query, best first, hygiene applied.
+
+        :meth:`select_batch` is this plus the store read of the examples; a selector composing
+        another ranks through this (inside ``self.index.reading()``, with checked queries), so
+        that it reads only the examples it returns.
+        """
+        return [Ranking.of(found) for found in self._pick(list(queries), check_k(k), mask)]
 
     def _pick(self, queries: list[str], k: int, mask: Mask | None) -> list[list[tuple[int, float]]]:
         """Return ``(slot, score)`` pairs per query, best first, hygiene applied."""

@@ -90,6 +90,10 @@ class IndexView(Protocol):
         """The input text at ``slot``."""
         ...
 
+    def slot_labels(self, slots: Sequence[int]) -> list[str | None]:
+        """The labels at ``slots`` (``None`` for an unlabelled example), in order."""
+        ...
+
     def slot_rows(self, slots: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """The store rows at ``slots`` (the keys of the lexical index)."""
         ...

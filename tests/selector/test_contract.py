@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from kshot.selector import (
     IndexView,
     MMRParams,
     Param,
+    Ranking,
     SelectorSpec,
     available_selectors,
     build_selector,
@@ -539,13 +540,11 @@ def test_the_schema_is_generated_from_the_params_dataclass(name: str) -> None:
 class _PublicOnly(BaseSelector):
     """A strategy with no ``_pick``: only its public interface answers."""
 
-    description = "test strategy reachable through select_batch only"
+    description = "test strategy reachable through its public methods only"
 
-    def _select(
-        self, queries: list[str], k: int, filter: Any, exclude: list[str]
-    ) -> list[list[Scored]]:
+    def rank_batch(self, queries: Sequence[str], k: int, mask: Any) -> list[Ranking]:
         inner = build_selector(self.index, "similarity", self.params)
-        return inner.select_batch(queries, k, filter=filter, exclude=exclude)
+        return inner.rank_batch(queries, k, mask)
 
 
 @pytest.fixture
@@ -565,6 +564,51 @@ def test_balanced_uses_its_base_through_the_public_interface(
         assert ids(through_public.select(query, 4)) == ids(reference.select(query, 4))
     ensured = build_selector(index, "balanced", {"base": public_only, "ensure_labels": "top_up"})
     assert "top_up" in {s.example.label for s in ensured.select(QUERIES[0], 2)}
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_rank_batch_is_select_batch_at_slot_level(index: ExampleIndex, name: str) -> None:
+    selector = make(index, name)
+    view = index.view
+    for flt, exclude in ((None, ()), (FILTERS[1][0], ("e01", "e02"))):
+        found = selector.select_batch(QUERIES, 4, filter=flt, exclude=exclude)
+        with view.reading():
+            ranked = selector.rank_batch(QUERIES, 4, view.resolve(flt, exclude))
+        assert all(isinstance(r, Ranking) for r in ranked)
+        assert [[s.example for s in f] for f in found] == [
+            view.examples_at(list(r.slots)) for r in ranked
+        ]
+        assert [[s.score for s in f] for f in found] == [list(r.scores) for r in ranked]
+
+
+@pytest.mark.parametrize("ensure", [(), ("top_up", "terminate_account")])
+def test_balanced_reads_from_the_store_only_the_examples_it_returns(
+    index: ExampleIndex, ensure: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view_class = type(index.view)
+    real = view_class.examples_at
+    fetched: list[int] = []
+
+    def counting(self: Any, slots: Sequence[int]) -> list[Example]:
+        fetched.append(len(slots))
+        return real(self, slots)
+
+    monkeypatch.setattr(view_class, "examples_at", counting)
+    selector = build_selector(index, "balanced", {"fetch_k": 5, "ensure_labels": ensure})
+    found = selector.select_batch(QUERIES[:3], 3)
+    # One store read for the batch, of the 3 picks per query, not of the 5 candidates each
+    # (nor of each ensured label's best) that the base strategy ranked.
+    assert fetched == [sum(len(f) for f in found)] == [9]
+    if ensure:
+        assert all({"top_up", "terminate_account"} <= {s.example.label for s in f} for f in found)
+
+
+def test_the_view_gives_each_slots_label(index: ExampleIndex) -> None:
+    view = index.view
+    with view.reading():
+        slots = [int(s) for s in view.live_slots(None)]
+        labels = view.slot_labels(slots[::-1])
+    assert labels == [ex.label for ex in CORPUS[::-1]] and labels[0] is None
 
 
 def test_coverage_takes_document_frequencies_from_the_lexical_index(
