@@ -129,21 +129,24 @@ def selection_ms(index_dir: Path, texts: list[str], k: int, budget: int, warm: i
     """The proxy's select + assemble step in process, with the server's own code and counter."""
     from kshot.index import ExampleIndex
     from kshot.server.app import load_counter
+    from kshot.server.collections import DEFAULT_COLLECTION, Collection
     from kshot.server.deps import LockedCounter, ServerState
     from kshot.server.openai_schemas import KshotOptions
     from kshot.server.proxy import _examples_for
     from kshot.server.settings import ServerSettings
 
     settings = ServerSettings(index=index_dir, device="cpu")
-    state = ServerState(settings, index=ExampleIndex.load(index_dir, device="cpu"), ready=True)
+    index = ExampleIndex.load(index_dir, device="cpu", read_only=True)
+    state = ServerState(settings, index=index, ready=True)
+    collection = Collection(DEFAULT_COLLECTION, index)
     state.counter = LockedCounter(load_counter(settings))
     options = KshotOptions(k=k, max_example_tokens=budget)
     for text in texts[:warm]:
-        _examples_for(state, text, options)
+        _examples_for(state, collection, text, options)
     out = []
     for text in texts[warm:]:
         start = time.perf_counter()
-        _examples_for(state, text, options)
+        _examples_for(state, collection, text, options)
         out.append((time.perf_counter() - start) * 1000)
     return out
 
