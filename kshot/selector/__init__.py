@@ -1,5 +1,9 @@
 """Selectors: strategies that pick the k examples that help a model most, by registered name."""
 
+# Importing every built-in strategy runs its @register, whichever kshot.selector module a caller
+# imports first (the package loads before any of its modules), so the registry needs no lazy
+# import back into the package.
+from kshot.selector import strategies  # noqa: F401
 from kshot.selector.balanced import BalancedParams
 from kshot.selector.base import (
     BaseSelector,

@@ -305,8 +305,7 @@ def register(name: str) -> Callable[[_SelectorClass], _SelectorClass]:
 
 
 def available_selectors() -> dict[str, type[BaseSelector]]:
-    """Registered selectors by name, sorted."""
-    _load_builtin()
+    """Registered selectors by name, sorted (the built-ins register when kshot.selector loads)."""
     return dict(sorted(_REGISTRY.items()))
 
 
@@ -340,8 +339,3 @@ def build_selector(
     if isinstance(params, SelectorParams):
         return selector_class(spec.name)(index, params)
     return selector_class(spec.name)(index, {**spec.params, **params})
-
-
-def _load_builtin() -> None:
-    # Importing the strategy modules runs their @register decorators.
-    from kshot.selector import strategies  # noqa: F401
