@@ -54,12 +54,16 @@ class Columns:
         self.vectors = np.empty((0, dim), np.float32)
         self.alive = np.empty(0, np.bool_)
         self.label_codes = np.empty(0, np.int32)
+        # One code per distinct normalised input, so that the selectors' duplicate check compares
+        # integers instead of normalising every candidate's text on every query.
+        self.text_codes = np.empty(0, np.int64)
         self.ids: list[str] = []
         self.inputs: list[str] = []
         self.label_names: list[str] = []
         self.label_index: dict[str, int] = {}
         self.slot_of_id: dict[str, int] = {}
         self.slots_of_text: dict[str, list[int]] = {}
+        self.text_code: dict[str, int] = {}
         self.postings: dict[str, dict[str, list[int]]] = {}
         self.dead = 0
 
@@ -73,7 +77,7 @@ class Columns:
         if need <= len(self.rows):
             return
         capacity = max(need, 2 * len(self.rows), 1024)
-        for name in ("rows", "alive", "label_codes"):
+        for name in ("rows", "alive", "label_codes", "text_codes"):
             old = getattr(self, name)
             grown = np.zeros(capacity, old.dtype)
             grown[: self.n] = old[: self.n]
@@ -98,7 +102,9 @@ class Columns:
             self.ids.append(ex_id)
             self.inputs.append(text)
             self.slot_of_id[ex_id] = slot
-            self.slots_of_text.setdefault(normalize_text(text), []).append(slot)
+            key = normalize_text(text)
+            self.slots_of_text.setdefault(key, []).append(slot)
+            self.text_codes[slot] = self.text_code.setdefault(key, len(self.text_code))
             if label is None:
                 codes[slot] = -1
             else:

@@ -120,6 +120,10 @@ class SlotView:
         """The input text at ``slot``."""
         return self._columns.inputs[slot]
 
+    def slot_text_code(self, slot: int) -> int:
+        """A code equal for two slots exactly when their inputs are the same text."""
+        return int(self._columns.text_codes[slot])
+
     def slot_labels(self, slots: Sequence[int]) -> list[str | None]:
         """The labels at ``slots`` (``None`` for an unlabelled example), in order."""
         codes = self._columns.label_codes

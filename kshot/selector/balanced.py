@@ -8,7 +8,7 @@ from typing import Any
 
 from kshot._ranking import check_k
 from kshot.errors import ConfigError, UnknownSelectorError
-from kshot.index.filters import LABEL_FIELD, normalize_text
+from kshot.index.filters import LABEL_FIELD
 from kshot.selector.base import (
     BaseSelector,
     Ranking,
@@ -106,10 +106,10 @@ class BalancedSelector(BaseSelector):
 
     def _unique(self, pool: Ranking, extra: list[tuple[int, float]]) -> Ranking:
         # An ensured example may be one already in the pool, or repeat the input of one.
-        seen = {normalize_text(self.index.slot_text(slot)) for slot in pool.slots}
+        seen = {self.index.slot_text_code(slot) for slot in pool.slots}
         kept = list(zip(pool.slots, pool.scores, strict=True))
         for slot, score in extra:
-            text = normalize_text(self.index.slot_text(slot))
+            text = self.index.slot_text_code(slot)
             if text not in seen:
                 seen.add(text)
                 kept.append((slot, score))

@@ -27,7 +27,6 @@ import numpy.typing as npt
 
 from kshot._ranking import check_k
 from kshot.errors import ConfigError, QueryError, UnknownSelectorError
-from kshot.index.filters import normalize_text
 from kshot.selector.fetch import Fetch
 from kshot.selector.params import SelectorParams
 from kshot.selector.view import HasView, IndexView, view_of
@@ -227,13 +226,13 @@ class BaseSelector:
         """
         banned = self.banned_slots(query)
         threshold = self.params.dedupe_threshold
-        seen_texts: set[str] = set()
+        seen_texts: set[int] = set()
         kept: list[tuple[int, float]] = []
         kept_vectors: list[npt.NDArray[np.float32]] = []
         for slot, score in ranked:
             if slot < 0 or slot in banned:
                 continue
-            text = normalize_text(self.index.slot_text(slot))
+            text = self.index.slot_text_code(slot)
             if text in seen_texts:
                 continue
             if threshold is not None and query_vector is not None:

@@ -102,6 +102,14 @@ class IndexView(Protocol):
         """The slots holding store ``rows``."""
         ...
 
+    def slot_text_code(self, slot: int) -> int:
+        """A code equal for two slots exactly when their inputs are the same text.
+
+        "The same text" is equality after ``normalize_text``, computed once per example when it is
+        indexed, not once per candidate per query.
+        """
+        ...
+
     def slots_matching_text(self, text: str) -> list[int]:
         """Live slots whose input equals ``text`` after ``normalize_text``."""
         ...

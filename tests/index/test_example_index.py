@@ -580,3 +580,17 @@ def test_default_ivf_falls_back_to_exact_on_unclustered_vectors(
         examples, HashingEncoder(dim), embeddings=noise, factory="IVF16,Flat"
     )
     assert index.factory == "IVF16,Flat"
+
+
+def test_text_codes_are_equal_exactly_for_the_same_normalised_text() -> None:
+    from kshot.index.filters import normalize_text
+
+    texts = ["My card hasn't arrived.", "my card hasn't  arrived", "My card arrived", "Card?"]
+    index = ExampleIndex.build([{"input": t} for t in texts], HashingEncoder(16))
+    index.add([{"input": "card"}, {"input": "MY CARD ARRIVED!"}])
+    view = index.view
+    slots = view.live_slots(None).tolist()
+    for a in slots:
+        for b in slots:
+            same = normalize_text(view.slot_text(a)) == normalize_text(view.slot_text(b))
+            assert (view.slot_text_code(a) == view.slot_text_code(b)) == same
