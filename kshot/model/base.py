@@ -17,6 +17,7 @@ __all__ = [
     "as_prompt_input",
     "calibrate",
     "cut_at_stop",
+    "first_stop",
     "is_single_prompt",
     "log_softmax",
 ]
@@ -126,9 +127,18 @@ def calibrate(scores: npt.ArrayLike, content_free: npt.ArrayLike) -> FloatArray:
     return log_softmax(log_softmax(s) - log_softmax(cf))
 
 
+def first_stop(text: str, stop: Sequence[str] | None) -> int:
+    """Where ``text`` is cut for ``stop``: the start of the stop sequence that completes first.
+
+    Generation ends as soon as a stop sequence has been produced, so the stop that *ends*
+    earliest wins (the start breaks ties), whether the text arrives whole or streamed in chunks.
+    ``-1`` when no stop sequence occurs.
+    """
+    ends = [(i + len(s), i) for s in stop or () if s for i in (text.find(s),) if i >= 0]
+    return min(ends)[1] if ends else -1
+
+
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
-    """Return ``text`` up to (not including) the first occurrence of any ``stop`` string."""
-    if not stop:
-        return text
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
-    return text[:cut]
+    """Return ``text`` up to (not including) the stop sequence that completes first."""
+    cut = first_stop(text, stop)
+    return text if cut < 0 else text[:cut]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kshot.errors import ConfigError
+from kshot.model.base import first_stop
 
 __all__ = ["FinishReason", "Generation", "GenerationOptions", "StopScanner"]
 
@@ -71,11 +72,11 @@ class StopScanner:
         if self.stopped:
             return ""
         text = self._held + delta
-        hits = [i for i in (text.find(s) for s in self.stop if s) if i >= 0]
-        if hits:
+        cut = first_stop(text, self.stop)
+        if cut >= 0:
             self.stopped = True
             self._held = ""
-            return text[: min(hits)]
+            return text[:cut]
         hold = 0
         for s in self.stop:
             for j in range(min(len(s) - 1, len(text)), hold, -1):

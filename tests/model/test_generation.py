@@ -48,6 +48,13 @@ def test_streamed_equals_cut_of_the_whole(text: str, stop: list[str], sizes: lis
     assert stopped == any(s in text for s in stop)
 
 
+@pytest.mark.parametrize("chunks", [["aca"], ["a", "c", "a"], ["ac", "a"]])
+def test_the_stop_that_completes_first_wins(chunks: list[str]) -> None:
+    # "c" is complete after two characters, before "aca" could be: generation ends there.
+    assert cut_at_stop("aca", ["c", "aca"]) == "a"
+    assert stream(chunks, ["c", "aca"]) == ("a", True)
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"max_new_tokens": 0}, {"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"stop": "x"}],
