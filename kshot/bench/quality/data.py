@@ -47,11 +47,16 @@ class LeakageError(DataError):
 
 @dataclass(frozen=True)
 class Splits:
-    """The training and test rows of one run and the data set's name."""
+    """The training and test rows of one run, the data set's name and its title in reports.
+
+    ``name`` identifies the data (arm files and caches are keyed by it); ``title`` (``--name``)
+    only labels the reports, so a new title reruns nothing.
+    """
 
     train: list[Example]
     test: list[Example]
     name: str
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,12 +159,12 @@ def load_splits(config: QualityConfig) -> Splits:
     if config.train_file is not None and config.test_file is not None:
         train = _read_file(config, config.train_file, "train")
         test = _read_file(config, config.test_file, "test")
-        name = config.name or data_set_name(config.train_file)
+        name = data_set_name(config.train_file)
     else:
         from kshot.data import load_dataset
 
         assert config.dataset is not None
-        name = config.name or config.dataset
+        name = config.dataset
         train = load_dataset(config.dataset, "train")
         test = load_dataset(config.dataset, config.test_split)
     for split, rows in (("train", train), ("test", test)):
@@ -167,7 +172,7 @@ def load_splits(config: QualityConfig) -> Splits:
             raise DataError(f"the {split} split of {name} is empty")
         for ex in rows:
             class_key(ex)
-    return Splits(train, test, name)
+    return Splits(train, test, name, config.name or name)
 
 
 #: Words that name a split rather than a data set, at either end of a file name.

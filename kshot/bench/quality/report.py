@@ -116,7 +116,7 @@ def markdown(result: Mapping[str, Any]) -> str:
     data = result["data"]
     model = result["model"]
     lines = [
-        f"# Quality benchmark: {data['name']}",
+        f"# Quality benchmark: {data.get('title') or data['name']}",
         "",
         f"Model `{model['name']}`, encoder `{result['encoder']['name']}`, "
         f"{data['test_rows']} test queries, {data['train_rows']} training rows, "
@@ -229,7 +229,7 @@ def recommendation(result: Mapping[str, Any]) -> str:
     """
     rows = list(result["summary"])
     n = int(result["data"]["test_rows"])
-    name = result["data"]["name"]
+    name = result["data"].get("title") or result["data"]["name"]
     lines = ["", f"## Recommendation for {name}", ""]
     best = _best(rows)
     if best is None:

@@ -87,6 +87,7 @@ class Runner:
             torch.set_num_threads(c.torch_threads)
         splits = load_splits(c)
         self.data_name = splits.name
+        self.data_title = splits.title
         self.full_train_size = len(splits.train)
         test = stratified_limit(splits.test, c.limit_test, c.seed)
         train, dropped = remove_leaks(splits.train, test)
@@ -312,6 +313,7 @@ class Runner:
             },
             "data": {
                 "name": self.data_name,
+                "title": self.data_title,
                 "test_split": c.test_split if c.train_file is None else c.test_file,
                 "train_rows_available": self.full_train_size,
                 "train_rows": len(self.train),
@@ -346,7 +348,7 @@ class Runner:
         report = markdown(result) + recommendation(result)
         atomic_write_bytes(self.out / "results.md", report.encode("utf-8"))
         try:
-            plot_accuracy_vs_k(rows, self.out / "accuracy_vs_k.png", title=f"{self.data_name}")
+            plot_accuracy_vs_k(rows, self.out / "accuracy_vs_k.png", title=self.data_title)
         except ImportError:  # pragma: no cover - matplotlib is in the bench extra
             logger.warning("matplotlib is not installed; skipping accuracy_vs_k.png")
         return self.out
