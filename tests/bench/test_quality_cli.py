@@ -530,3 +530,39 @@ def test_a_plain_arm_needs_no_endpoint() -> None:
     assert Arm("zero-shot", "zero-shot", "zero-shot", 0).calibrated is False
     with pytest.raises(ConfigError, match="base_url is for a model named openai:NAME"):
         QualityConfig(base_url="http://h")
+
+
+@pytest.mark.slow
+def test_the_endpoint_arms_against_kshot_serve_local_model(tmp_path: Path) -> None:
+    # A real OpenAI-compatible server: `kshot serve --local-model` (the bundled SmolLM2) in its
+    # own process, asked by the benchmark's own command in another.
+    sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
+    from proxy_processes import kshot_serve
+
+    server = kshot_serve(tmp_path / "server.log", "--local-model")
+    try:
+        train, test = user_files(tmp_path)
+        out = tmp_path / "out"
+        options = fast_options(train, test, out)
+        options.remove("--no-zero-shot")
+        strategies = options.index("--strategies") + 1
+        options[strategies] = "similarity"
+        options += ["--ks", "2", "--model", "openai:SmolLM2", "--base-url", f"{server.url}/v1"]
+        done = kshot(*options)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "results.json").read_text())
+    arms = {a["id"]: a for a in result["arms"]}
+    assert set(arms) == {"zero-shot", "similarity-k2", "logreg", "knn"}
+    for arm_id in ("zero-shot", "similarity-k2"):
+        arm = arms[arm_id]
+        assert arm["n_queries"] == len(TEST)
+        assert 0.0 <= arm["accuracy"] <= 1.0
+    # Every answer is a label or counted as unparsable (and wrong).
+    stored = json.loads((out / "arms" / "similarity-k2.json").read_text())
+    labels = {label for _, label in TRAIN}
+    assert all(p is None or p in labels for p in stored["predictions"])
+    assert stored["invalid_predictions"] == sum(p is None for p in stored["predictions"])
+    assert "arm similarity-k2: accuracy" in done.stderr
+    assert "## Recommendation for intents" in (out / "results.md").read_text()
