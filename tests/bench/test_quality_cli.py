@@ -210,6 +210,7 @@ def test_a_run_on_user_files_logs_its_arms_its_cost_and_ends_with_a_recommendati
     assert "plan: 2 arms on 4 test queries, 4 labels, 12 training rows" in err
     assert err.index("plan: 2 arms") < err.index("running arm logreg")
     assert "arm logreg: accuracy" in err and "arm knn: accuracy" in err
+    assert "every prompt starts with 'Classify each input.'; say what" in err  # --instruction
     log = (out / "run.log").read_text()
     assert "plan: 2 arms" in log and "arm knn: accuracy" in log
     assert done.stdout.strip() == f"results in {out / 'results.md'}"

@@ -80,6 +80,12 @@ def run_logged(config: QualityConfig) -> Path:
     """Run the benchmark, logging to stderr and ``<out>/run.log``; return the results folder."""
     with logged_to(Path(config.out_dir)):
         logger.info("quality benchmark: %s", _estimate_text(config))
+        if config.train_file is not None and config.instructions is None:
+            logger.warning(
+                "every prompt starts with %r; say what the task and its labels are with "
+                "--instruction",
+                config.resolved_instructions,
+            )
         out = run_quality(config)
         logger.info("results in %s", out)
     return out
