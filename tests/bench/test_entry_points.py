@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ def _help(*args: str) -> str:
     done = subprocess.run(
         [sys.executable, *args, "--help"],
         cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -26,17 +28,28 @@ def _help(*args: str) -> str:
 
 
 QUALITY_OPTIONS = ("--config", "--dataset", "--train-file", "--ks", "--baselines", "--calibrate")
+QUALITY_OPTIONS += (
+    "--input-field",
+    "--label-field",
+    "--output-field",
+    "--base-url",
+    "--instruction",
+)
 SPEED_OPTIONS = ("--sizes", "--scale", "--no-compare", "--onnx-path", "--nltk-path", "--threads")
 
 
 @pytest.mark.parametrize(
-    "command",
-    [("-m", "kshot.cli", "bench", "quality"), ("-m", "benchmarks.quality.run")],
+    ("command", "usage"),
+    [
+        (("-m", "kshot.cli", "bench", "quality"), "Usage: python -m kshot.cli bench quality"),
+        (("-m", "benchmarks.quality.run"), "Usage: python -m benchmarks.quality.run"),
+    ],
     ids=["kshot-bench-quality", "benchmarks-quality-run"],
 )
-def test_quality_help(command: tuple[str, ...]) -> None:
+def test_quality_help(command: tuple[str, ...], usage: str) -> None:
     text = _help(*command)
-    assert "usage: kshot-bench-quality" in text
+    assert usage in text
+    assert "In-context arms vs fine-tuned baselines" in text
     for option in QUALITY_OPTIONS:
         assert option in text
 

@@ -490,13 +490,10 @@ def test_committed_arm_files_still_resume(dataset: str) -> None:
 
 
 def test_quality_command_line_options(tmp_path: Path) -> None:
-    from kshot.bench.quality import build_parser
-    from kshot.bench.quality.cli import config_from_argv
+    from kshot.bench.quality import config_from_options
 
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"dataset": "movie-sentiment", "ks": [1, 4], "limit_test": 20}))
-    config = config_from_argv(["--config", str(path), "--ks", "2,8", "--no-calibrate"])
+    config = config_from_options(path, {"ks": "2,8", "calibrated_arms": "similarity"})
     assert config.ks == (2, 8) and config.limit_test == 20 and config.calibrate is False
-    help_text = build_parser().format_help()
-    for option in ("--config", "--train-file", "--baselines", "--max-steps", "--weights-dir"):
-        assert option in help_text
+    assert config.calibrated_arms == ("similarity",)

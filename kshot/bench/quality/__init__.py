@@ -1,8 +1,10 @@
 """Quality benchmark: dynamic in-context examples against fine-tuned baselines.
 
-One run takes a labelled data set (a registered name such as ``banking77``, or JSONL train and
-test files), a causal language model (default: the bundled SmolLM2-135M-Instruct) and an embedding
-model (default: the bundled all-MiniLM-L6-v2), and measures on the same test queries:
+One run takes a labelled data set (a registered name such as ``banking77``, or a user's train and
+test files in any format of ``kshot index build``), a causal language model (default: the bundled
+SmolLM2-135M-Instruct; or a model behind an OpenAI-compatible endpoint for the in-context arms,
+:mod:`~kshot.bench.quality.endpoint`) and an embedding model (default: the bundled
+all-MiniLM-L6-v2), and measures on the same test queries:
 
 - **in-context arms**, all fed to the same language model: zero-shot (no examples); ``random``
   (several seeds: mean and spread); ``jaccard``, ``bm25``, ``similarity``, ``mmr``, ``balanced``
@@ -20,11 +22,12 @@ The modules, each one job: :mod:`~kshot.bench.quality.config` (the settings),
 cache), :mod:`~kshot.bench.quality.cache` (files and the embedding cache),
 :mod:`~kshot.bench.quality.metrics`, :mod:`~kshot.bench.quality.report` and
 :mod:`~kshot.bench.quality.plot` (results.md and the plot), :mod:`~kshot.bench.quality.runner`
-(one run) and :mod:`~kshot.bench.quality.cli` (the command line). Label prediction and the
+(one run), :mod:`~kshot.bench.quality.estimate` (the cost said before a run) and
+:mod:`~kshot.bench.quality.cli` (the command line's settings and logging). Label prediction and the
 soft-prompt model live in :mod:`kshot.model`.
 """
 
-from kshot.bench.quality.cli import build_parser, main, run_from_argv
+from kshot.bench.quality.cli import config_from_options, run_logged
 from kshot.bench.quality.config import BASELINES, SCHEMA_VERSION, QualityConfig
 from kshot.bench.quality.data import (
     LeakageError,
@@ -40,10 +43,9 @@ __all__ = [
     "LeakageError",
     "QualityConfig",
     "assert_no_leak",
-    "build_parser",
-    "main",
+    "config_from_options",
     "remove_leaks",
-    "run_from_argv",
+    "run_logged",
     "run_quality",
     "stratified_limit",
 ]

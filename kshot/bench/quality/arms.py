@@ -43,6 +43,7 @@ class Arm:
     k: int
     seed: int | None = None
     mode: str | None = None  # a prediction mode of the config's ``modes`` (icl arms only)
+    calibrated: bool = False  # contextual calibration of this arm alone (``calibrated_arms``)
 
     def base_record(self, n_queries: int) -> ArmRecord:
         """The fields every arm file starts with."""
@@ -61,7 +62,8 @@ def plan(config: QualityConfig) -> list[Arm]:
 
     Order: zero-shot and the embedding baselines, then the smallest k, then the LM baselines,
     then the larger k, so that a run stopped early already holds every kind of arm; then the
-    arms with a prediction mode (``<strategy>-<mode>-k<k>``), by k.
+    arms with a prediction mode (``<strategy>-<mode>-k<k>``), by k; then the calibrated twins of
+    the ``calibrated_arms`` (``zero-shot-cal``, ``<strategy>-cal-k<k>``), by k.
     """
     c = config
     arms: list[Arm] = []
@@ -88,6 +90,20 @@ def plan(config: QualityConfig) -> list[Arm]:
         for strategy in c.mode_strategies:
             for mode in c.modes:
                 arms.append(Arm(f"{strategy}-{mode}-k{k}", "icl", strategy, k, mode=mode))
+    arms.extend(_calibrated_arms(c))
+    return arms
+
+
+def _calibrated_arms(config: QualityConfig) -> list[Arm]:
+    """The calibrated twins of the arms named in ``calibrated_arms``, in plan order."""
+    c = config
+    arms: list[Arm] = []
+    if c.zero_shot and "zero-shot" in c.calibrated_arms:
+        arms.append(Arm("zero-shot-cal", "zero-shot", "zero-shot", 0, calibrated=True))
+    for k in sorted(c.ks):
+        for strategy in c.strategies:
+            if strategy in c.calibrated_arms:
+                arms.append(Arm(f"{strategy}-cal-k{k}", "icl", strategy, k, calibrated=True))
     return arms
 
 
@@ -125,6 +141,8 @@ def arm_key(config: QualityConfig, arm: Arm, data_key: Mapping[str, str], n_trai
     described = dataclasses.asdict(arm)
     if arm.mode is None:
         del described["mode"]  # the arms without a mode keep the keys they were written with
+    if not arm.calibrated:
+        del described["calibrated"]  # so do the arms not calibrated on their own
     spec: dict[str, object] = {
         "schema": SCHEMA_VERSION,
         "arm": described,
@@ -144,6 +162,10 @@ def arm_key(config: QualityConfig, arm: Arm, data_key: Mapping[str, str], n_trai
             ],
             max_prompt_tokens=c.max_prompt_tokens,
         )
+        if arm.calibrated:
+            spec["calibrate"] = True
+        if c.base_url is not None:
+            spec["base_url"] = c.base_url
     if arm.kind in ("icl", "embedding"):
         spec["encoder"] = c.encoder
     if arm.kind == "icl":

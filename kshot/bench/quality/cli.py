@@ -1,85 +1,100 @@
-"""The quality benchmark's command line: options over a JSON config file, logging, the run.
+"""The quality benchmark run from a command line: settings, logging, the cost said first.
 
-``kshot bench quality`` and ``python -m benchmarks.quality.run`` both call :func:`run_from_argv`.
-Every option overrides the ``--config`` file's value.
+``kshot bench quality`` (typer, in :mod:`kshot.cli.bench`) and ``python -m
+benchmarks.quality.run`` build a :class:`~kshot.bench.quality.config.QualityConfig` with
+:func:`config_from_options` and run it with :func:`run_logged`, which logs at INFO to stderr and
+to ``<out>/run.log`` (the ``kshot`` command sets the console to warnings only; the benchmark's
+per-arm lines are its progress report) and logs the estimated cost before the first arm.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from kshot.bench.quality.config import BASELINES, QualityConfig
+from kshot.bench.quality.config import (
+    EMBEDDING_BASELINES,
+    ENDPOINT_PREFIX,
+    QualityConfig,
+    read_config_values,
+)
+from kshot.bench.quality.data import class_key, load_splits, stratified_limit
+from kshot.bench.quality.estimate import estimate
 from kshot.bench.quality.runner import run_quality
-from kshot.errors import KshotError
-from kshot.model.labels import PREDICT_MODES
 
-__all__ = ["build_parser", "config_from_argv", "main", "run_from_argv"]
+__all__ = ["config_from_options", "logged_to", "run_logged"]
 
 logger = logging.getLogger(__name__)
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line options of the quality benchmark (each overrides the ``--config`` file)."""
-    p = argparse.ArgumentParser(
-        prog="kshot-bench-quality",
-        description="Dynamic in-context examples against fine-tuned baselines.",
-    )
-    p.add_argument("--config", help="a JSON config file (see benchmarks/quality/configs/)")
-    p.add_argument("--dataset", help="a registered data set: banking77, movie-sentiment, ...")
-    p.add_argument("--train-file", help="labelled training file (JSONL in kshot's format)")
-    p.add_argument("--test-file", help="labelled test file")
-    p.add_argument("--out", dest="out_dir", help="results directory")
-    p.add_argument("--limit-test", type=int, help="test rows to keep (seeded, stratified)")
-    p.add_argument("--limit-train", type=int, help="training rows to keep (seeded, stratified)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--model", help="causal LM name/path (default: bundled SmolLM2-135M)")
-    p.add_argument("--encoder", help="sentence-transformers model (default: bundled MiniLM)")
-    p.add_argument("--device", help="auto, cpu, cuda, mps")
-    p.add_argument("--threads", dest="torch_threads", type=int, help="torch CPU threads")
-    p.add_argument("--ks", help="comma-separated k values, e.g. 1,2,4,8")
-    p.add_argument("--strategies", help="comma-separated selector names")
-    p.add_argument("--random-seeds", help="comma-separated seeds of the random strategy")
-    p.add_argument("--baselines", help=f"comma-separated subset of {','.join(BASELINES)}")
-    p.add_argument("--predict", choices=PREDICT_MODES)
-    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--epochs", type=float, help="training epochs of the LM baselines")
-    p.add_argument("--max-steps", type=int, help="training steps of every LM baseline")
-    p.add_argument("--weights-dir", help="cache of trained weights and embeddings")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-    return p
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def config_from_argv(argv: Sequence[str] | None = None) -> QualityConfig:
-    """The configuration the command-line options (and their ``--config`` file) describe."""
-    args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
-    if args.config:
-        return QualityConfig.from_json(args.config, **overrides)
-    return QualityConfig.from_dict(overrides)
+def config_from_options(config_file: str | Path | None, given: Mapping[str, Any]) -> QualityConfig:
+    """The configuration of a ``--config`` file (if any) with the options ``given`` over it.
 
-
-def run_from_argv(argv: Sequence[str] | None = None) -> Path:
-    """Parse the options, log at INFO to stderr, run the benchmark; return the results folder."""
-    config = config_from_argv(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return run_quality(config)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark from the command line; return the exit status.
-
-    A kshot error (a bad setting, unreadable data) is one line on stderr and exit status 2.
+    A model named ``openai:NAME`` (an endpoint's chat answers, which cannot be scored) defaults
+    to ``predict="generate"`` and to the embedding baselines only (an endpoint cannot be
+    fine-tuned), unless the file or the options say otherwise.
     """
+    values = read_config_values(config_file) if config_file is not None else {}
+    values.update(given)
+    if str(values.get("model") or "").startswith(ENDPOINT_PREFIX):
+        values.setdefault("predict", "generate")
+        values.setdefault("baselines", list(EMBEDDING_BASELINES))
+    return QualityConfig.from_dict(values)
+
+
+@contextmanager
+def logged_to(out: Path) -> Iterator[None]:
+    """Log kshot's INFO lines to stderr and append them to ``out/run.log`` meanwhile."""
+    out.mkdir(parents=True, exist_ok=True)
+    log = logging.getLogger("kshot")
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(sys.stderr),
+        logging.FileHandler(out / "run.log", encoding="utf-8"),
+    ]
+    for handler in handlers:
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        log.addHandler(handler)
+    level, propagate = log.level, log.propagate
+    # The root's console handler shows warnings only; kshot's lines go through these handlers
+    # alone, so a warning is not printed twice.
+    log.setLevel(logging.INFO)
+    log.propagate = False
     try:
-        out = run_from_argv(argv)
-    except KshotError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    logger.info("results in %s", out)
-    return 0
+        yield
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+        log.setLevel(level)
+        log.propagate = propagate
+
+
+def run_logged(config: QualityConfig) -> Path:
+    """Run the benchmark, logging to stderr and ``<out>/run.log``; return the results folder."""
+    with logged_to(Path(config.out_dir)):
+        logger.info("quality benchmark: %s", _estimate_text(config))
+        if config.train_file is not None and config.instructions is None:
+            logger.warning(
+                "every prompt starts with %r; say what the task and its labels are with "
+                "--instruction",
+                config.resolved_instructions,
+            )
+        out = run_quality(config)
+        logger.info("results in %s", out)
+    return out
+
+
+def _estimate_text(config: QualityConfig) -> str:
+    """The estimated cost, from the sizes of the splits as the run will limit them."""
+    splits = load_splits(config)
+    test = stratified_limit(splits.test, config.limit_test, config.seed)
+    train = stratified_limit(splits.train, config.limit_train, config.seed)
+    labels = {class_key(ex) for ex in [*train, *test]}
+    return estimate(config, len(test), len(labels), len(train)).describe(config)

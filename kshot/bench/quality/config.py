@@ -19,10 +19,12 @@ __all__ = [
     "BASELINES",
     "DEFAULT_INSTRUCTIONS",
     "EMBEDDING_BASELINES",
+    "ENDPOINT_PREFIX",
     "LM_BASELINES",
     "SCHEMA_VERSION",
     "ModeSpec",
     "QualityConfig",
+    "read_config_values",
 ]
 
 #: Version of the layout of ``results.json`` and the arm files.
@@ -44,6 +46,9 @@ DEFAULT_INSTRUCTIONS: Mapping[str, str] = {
     "boolq": "Answer each question about the passage with yes or no.",
 }
 _GENERIC_INSTRUCTIONS = "Classify each input."
+
+#: How ``model`` names a model behind an OpenAI-compatible endpoint: ``openai:NAME``.
+ENDPOINT_PREFIX = "openai:"
 
 #: The value of a mode's ``prior_weight`` that asks for the weight chosen on the dev split.
 DEV_WEIGHT = "dev"
@@ -156,6 +161,27 @@ class QualityConfig:
     weights_dir: str | None = None
     """Cache of trained weights and embeddings; ``None`` is ``$KSHOT_CACHE/bench``."""
     progress: bool = True
+    # a user's own data and model
+    name: str | None = None
+    """The data set's name in the reports; ``None``: the registered name, or the training
+    file's name."""
+    input_field: str = "input"
+    """The column of ``train_file`` and ``test_file`` holding the input."""
+    output_field: str | None = None
+    """The column holding the output (``None``: ``output``, else the label stands in)."""
+    label_field: str = "label"
+    """The column holding the label."""
+    id_field: str = "id"
+    """The column holding the row id (rows without one are numbered)."""
+    calibrated_arms: tuple[str, ...] = ()
+    """Strategies (and ``zero-shot``) whose arms also run with contextual calibration, as
+    extra arms beside the raw ones (``<strategy>-cal-k<k>``, ``zero-shot-cal``); ``("all",)``
+    is zero-shot and every strategy but random."""
+    base_url: str | None = None
+    """The OpenAI-compatible server of a ``model`` named ``openai:NAME``."""
+    api_key_env: str | None = None
+    """The environment variable holding the endpoint's API key; ``None``: ``KSHOT_LLM_API_KEY``,
+    else ``OPENAI_API_KEY``, else no key."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -167,11 +193,15 @@ class QualityConfig:
             "mode_strategies",
             "mode_ks",
             "prior_weights",
+            "calibrated_arms",
         ):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(p.strip() for p in value.split(",") if p.strip())
             object.__setattr__(self, name, tuple(value))
+        if self.calibrated_arms == ("all",):
+            every = ("zero-shot", *(s for s in self.strategies if s != "random"))
+            object.__setattr__(self, "calibrated_arms", every)
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
         object.__setattr__(self, "random_seeds", tuple(int(s) for s in self.random_seeds))
         object.__setattr__(self, "mode_ks", tuple(int(k) for k in self.mode_ks))
@@ -221,6 +251,50 @@ class QualityConfig:
                 raise ConfigError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"epochs must be positive, got {self.epochs}")
+        self._check_calibrated_arms()
+        self._check_endpoint()
+
+    def _check_calibrated_arms(self) -> None:
+        if not self.calibrated_arms:
+            return
+        if self.predict != "score":
+            raise ConfigError("calibrated arms calibrate label scores; they need predict='score'")
+        known = ("zero-shot", *(s for s in self.strategies if s != "random"))
+        for name in self.calibrated_arms:
+            if name not in known:
+                raise ConfigError(
+                    f"cannot calibrate the arms of {name!r}: choose from {', '.join(known)} "
+                    "(the strategies of this run, without random, whose seeds fold into one row)"
+                )
+
+    def _check_endpoint(self) -> None:
+        endpoint = self.endpoint_model
+        if endpoint is None:
+            if self.base_url is not None:
+                raise ConfigError(
+                    f"base_url is for a model named {ENDPOINT_PREFIX}NAME, got model {self.model!r}"
+                )
+            return
+        if not endpoint:
+            raise ConfigError(f"name the endpoint's model: {ENDPOINT_PREFIX}NAME")
+        if not self.base_url:
+            raise ConfigError(f"model {self.model!r} needs base_url (--base-url URL)")
+        if self.predict != "generate":
+            raise ConfigError(
+                f"model {self.model!r}: an endpoint's chat answers are matched to the labels; "
+                "use predict='generate' (--predict generate)"
+            )
+        local = [b for b in self.baselines if b in LM_BASELINES]
+        if local:
+            raise ConfigError(
+                f"model {self.model!r}: an endpoint cannot be fine-tuned; leave {', '.join(local)} "
+                f"out of baselines (e.g. --baselines {','.join(EMBEDDING_BASELINES)})"
+            )
+        if self.modes or self.calibrate:
+            raise ConfigError(
+                f"model {self.model!r}: modes and calibration score labels, which an endpoint's "
+                "chat answers cannot; leave them out"
+            )
 
     def _check_modes(self) -> None:
         if not self.modes:
@@ -289,17 +363,18 @@ class QualityConfig:
 
         Keys starting with ``#`` are comments.
         """
-        try:
-            values = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read the benchmark config {path}: {exc}") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold one JSON object")
-        values = {k: v for k, v in values.items() if not k.startswith("#")}
+        values = read_config_values(path)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
 
     # -- derived -------------------------------------------------------------------------------
+
+    @property
+    def endpoint_model(self) -> str | None:
+        """The model name at an OpenAI-compatible endpoint (``model`` is ``openai:NAME``)."""
+        if self.model is None or not self.model.startswith(ENDPOINT_PREFIX):
+            return None
+        return self.model[len(ENDPOINT_PREFIX) :]
 
     @property
     def resolved_instructions(self) -> str:
@@ -323,6 +398,21 @@ class QualityConfig:
         """The learning rate of an LM baseline."""
         _check_lm_baseline(baseline)
         return float(getattr(self, f"{baseline.replace('-', '_')}_lr"))
+
+
+def read_config_values(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a JSON config file, its ``#`` comment keys left out.
+
+    Raises:
+        ConfigError: the file cannot be read, is not JSON or is not one JSON object.
+    """
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the benchmark config {path}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold one JSON object")
+    return {k: v for k, v in values.items() if not k.startswith("#")}
 
 
 def _check_lm_baseline(baseline: str) -> None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ __all__ = [
     "Splits",
     "assert_no_leak",
     "class_key",
+    "data_set_name",
     "fingerprint",
     "label_space",
     "load_splits",
@@ -43,11 +47,16 @@ class LeakageError(DataError):
 
 @dataclass(frozen=True)
 class Splits:
-    """The training and test rows of one run and the data set's name."""
+    """The training and test rows of one run, the data set's name and its title in reports.
+
+    ``name`` identifies the data (arm files and caches are keyed by it); ``title`` (``--name``)
+    only labels the reports, so a new title reruns nothing.
+    """
 
     train: list[Example]
     test: list[Example]
     name: str
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,30 +157,124 @@ def load_splits(config: QualityConfig) -> Splits:
         DataError: a split is empty, or a row has neither a label nor an output.
     """
     if config.train_file is not None and config.test_file is not None:
-        from kshot.corpus import read_examples
-
-        train = read_examples(config.train_file)
-        test = read_examples(config.test_file)
-        name = Path(config.train_file).stem
-        # Ids make the leakage guard and the arm files precise; give rows without one an id.
-        train = [
-            ex if ex.id else dataclasses.replace(ex, id=f"train-{i:06d}")
-            for i, ex in enumerate(train)
-        ]
-        test = [
-            ex if ex.id else dataclasses.replace(ex, id=f"test-{i:06d}")
-            for i, ex in enumerate(test)
-        ]
+        train = _read_file(config, config.train_file, "train")
+        test = _read_file(config, config.test_file, "test")
+        name = data_set_name(config.train_file)
     else:
         from kshot.data import load_dataset
 
         assert config.dataset is not None
         name = config.dataset
-        train = load_dataset(name, "train")
-        test = load_dataset(name, config.test_split)
+        train = load_dataset(config.dataset, "train")
+        test = load_dataset(config.dataset, config.test_split)
     for split, rows in (("train", train), ("test", test)):
         if not rows:
             raise DataError(f"the {split} split of {name} is empty")
         for ex in rows:
             class_key(ex)
-    return Splits(train, test, name)
+    return Splits(train, test, name, config.name or name)
+
+
+#: Words that name a split rather than a data set, at either end of a file name.
+_SPLIT_WORDS = re.compile(
+    r"^(?:train(?:ing)?|dev|test)(?:[-_. ]+|$)|[-_. ]+(?:train(?:ing)?)$", re.I
+)
+
+
+def data_set_name(train_file: str) -> str:
+    """The data set's name a training file's path suggests: its name without the split word.
+
+    ``intents_train.csv`` is ``intents``; ``clinc/train.jsonl``, whose name is only the split,
+    is its folder's name, ``clinc``.
+    """
+    path = Path(train_file)
+    name = _SPLIT_WORDS.sub("", path.stem)
+    if name:
+        return name
+    return path.resolve().parent.name or path.stem
+
+
+#: How the errors of a user's file name the options to fix: as the command line spells them.
+_OPTION_NAMES = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        "input_field",
+        "output_field",
+        "label_field",
+        "id_field",
+        "train_file",
+        "test_file",
+    )
+}
+
+
+def _read_file(config: QualityConfig, path: str, split: str) -> list[Example]:
+    """The rows of a user's file (any format of ``kshot index build``), each with an id.
+
+    Raises:
+        DataError: the file cannot be read, or a row has no label; the message names the
+            option to fix.
+    """
+    from kshot.corpus import read_corpus
+
+    option = _OPTION_NAMES[f"{split}_file"]
+    with _held_logs("kshot.corpus") as held:
+        try:
+            corpus = read_corpus(
+                path,
+                input_field=config.input_field,
+                output_field=config.output_field,
+                label_field=config.label_field,
+                id_field=config.id_field,
+                option_names=_OPTION_NAMES,
+            )
+        except DataError as exc:
+            raise DataError(f"{option}: {exc}") from exc
+        rows: list[Example] = []
+        for i, ex in enumerate(corpus.examples):
+            if ex.label is None and not ex.output:
+                raise DataError(
+                    f"{option}: {path}: row {i + 1} has no label in column "
+                    f"{config.label_field!r}; name the label column with "
+                    f"{_OPTION_NAMES['label_field']}"
+                )
+            # Ids make the leakage guard and the arm files precise; give rows without one an id.
+            rows.append(ex if ex.id else dataclasses.replace(ex, id=f"{split}-{i:06d}"))
+        held.release()
+    return rows
+
+
+class _Held(logging.Filter):
+    """Holds a logger's records back; :meth:`release` passes them on."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        super().__init__()
+        self.log = log
+        self.records: list[logging.LogRecord] = []
+        self.holding = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.holding:
+            self.records.append(record)
+        return not self.holding
+
+    def release(self) -> None:
+        self.holding = False
+        for record in self.records:
+            self.log.handle(record)
+
+
+@contextmanager
+def _held_logs(name: str) -> Iterator[_Held]:
+    """Hold the records of logger ``name`` until released; an error drops them.
+
+    A file that fails to read says why in one error; the reader's notes on the way (say, that
+    every output is empty because the label column is missing) would only repeat it.
+    """
+    log = logging.getLogger(name)
+    held = _Held(log)
+    log.addFilter(held)
+    try:
+        yield held
+    finally:
+        log.removeFilter(held)

@@ -4,7 +4,9 @@ The zero-shot arm and the fine-tuned baselines run through the same evaluation w
 so every LM arm shares one prompt format and one label-prediction rule (:func:`predict_labels`):
 each class's readable ``output`` text is scored as a continuation of the prompt and the best one
 wins (``predict="generate"``: greedy decoding and an exact match instead). ``calibrate=True``
-applies contextual calibration with a content-free ``"N/A"`` query.
+applies contextual calibration with a content-free ``"N/A"`` query to every arm; an arm marked
+``calibrated`` (config ``calibrated_arms``) applies it to itself only. An endpoint model
+(:mod:`~kshot.bench.quality.endpoint`) gets chat prompts; a local model, text prompts.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from kshot.bench.quality.config import QualityConfig
 from kshot.bench.quality.data import LabelSpace, assert_no_leak
 from kshot.bench.quality.metrics import Metrics, metrics
 from kshot.model.labels import predict_labels
-from kshot.types import Example, Prompt, Scored
+from kshot.types import Example, Prompt, PromptFormat, Scored
 
 if TYPE_CHECKING:
     from kshot.index import ExampleIndex
-    from kshot.model.transformers_lm import TransformersLM
+    from kshot.model.base import LanguageModel
     from kshot.prompt import PromptAssembler
     from kshot.selector.base import BaseSelector
 
@@ -106,13 +108,18 @@ class InContextEvaluator:
         self.space = space
         self.assembler = assembler
         self.advance = advance
+        self.format: PromptFormat = "text" if config.endpoint_model is None else "chat"
 
-    def run_icl(self, arm: Arm, index: ExampleIndex, lm: TransformersLM) -> ArmRecord:
+    def run_icl(self, arm: Arm, index: ExampleIndex, lm: LanguageModel) -> ArmRecord:
         """Run a zero-shot or in-context arm; return its record."""
         selector = self.selector(arm, index) if arm.kind == "icl" else None
         record = arm.base_record(len(self.test))
-        record.update(self.evaluate(lm, selection(selector, arm.k)).as_record())
+        calibrate = self.config.calibrate or arm.calibrated
+        evaluation = self.evaluate(lm, selection(selector, arm.k), calibrate=calibrate)
+        record.update(evaluation.as_record())
         record["train_seconds"] = None
+        if arm.calibrated:
+            record["calibrated"] = True
         if selector is not None:
             record["selector_params"] = selector.params.to_dict()
         return record
@@ -127,11 +134,17 @@ class InContextEvaluator:
         return build_selector(index, arm.name, params)
 
     def evaluate(
-        self, lm: TransformersLM, select: Select, predict: PredictBatch | None = None
+        self,
+        lm: LanguageModel,
+        select: Select,
+        predict: PredictBatch | None = None,
+        *,
+        calibrate: bool | None = None,
     ) -> Evaluation:
         """Select, assemble and predict for every test query; return metrics and costs.
 
-        ``predict``: the prediction of a batch; ``None`` is :meth:`predict` (every label).
+        ``predict``: the prediction of a batch; ``None`` is :meth:`predict` (every label), with
+        contextual calibration when ``calibrate`` (``None``: the config's ``calibrate``).
         """
         c = self.config
         preds: list[str | None] = []
@@ -144,11 +157,13 @@ class InContextEvaluator:
             began = time.perf_counter()
             picks = select(batch)
             prompts = [
-                self.assembler.assemble(q.input, chosen, max_tokens=c.max_prompt_tokens)
+                self.assembler.assemble(
+                    q.input, chosen, max_tokens=c.max_prompt_tokens, format=self.format
+                )
                 for q, chosen in zip(batch, picks, strict=True)
             ]
             if predict is None:
-                preds.extend(self.predict(lm, prompts))
+                preds.extend(self.predict(lm, prompts, calibrate=calibrate))
                 scored.extend([len(self.space.labels)] * len(prompts))
             else:
                 batch_preds, batch_scored = predict(
@@ -171,20 +186,34 @@ class InContextEvaluator:
             labels_scored_per_query=float(np.mean(scored)) if c.predict == "score" else None,
         )
 
-    def predict(self, lm: TransformersLM, prompts: Sequence[Prompt]) -> list[str | None]:
-        """The predicted class of each prompt (``None``: no valid answer)."""
+    def predict(
+        self, lm: LanguageModel, prompts: Sequence[Prompt], *, calibrate: bool | None = None
+    ) -> list[str | None]:
+        """The predicted class of each prompt (``None``: no valid answer).
+
+        ``calibrate``: contextual calibration (``None``: the config's ``calibrate``).
+        """
         c = self.config
-        tokenizer = lm.tokenizer
+        if calibrate is None:
+            calibrate = c.calibrate
+        # A local model counts label tokens with its tokenizer; an endpoint has none here.
+        tokenizer = getattr(lm, "tokenizer", None)
+        count_tokens: Callable[[str], int] | None = None
+        if tokenizer is not None:
+
+            def count_tokens(text: str) -> int:
+                return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
         picks = predict_labels(
             lm,
             prompts,
             self.space.texts,
             mode=c.predict,
             calibrate_with=(
-                [self.assembler.with_query(p, "N/A") for p in prompts] if c.calibrate else None
+                [self.assembler.with_query(p, "N/A") for p in prompts] if calibrate else None
             ),
             score_norm=c.score_norm,
-            count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+            count_tokens=count_tokens,
         )
         return [None if i is None else self.space.labels[i] for i in picks]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BASELINE_NAMES", "markdown", "summary"]
+__all__ = ["BASELINE_NAMES", "markdown", "recommendation", "summary", "wilson_interval"]
 
 #: A summary row, one line of the table (plain JSON values).
 Row = dict[str, Any]
@@ -73,6 +73,10 @@ def summary(records: Sequence[Mapping[str, Any]]) -> list[Row]:
             arm_name = f"{name} + {r['mode']}"
             if r.get("uses_training"):
                 arm_name += " (trains a classifier)"
+        if r.get("calibrated"):
+            # A calibrated twin (config calibrated_arms): its own line beside the raw arm.
+            strategy = f"{strategy}+cal"
+            arm_name = f"{arm_name} (calibrated)"
         rows.append(
             {
                 "arm": arm_name,
@@ -88,6 +92,8 @@ def summary(records: Sequence[Mapping[str, Any]]) -> list[Row]:
                 "train_steps": r.get("train_steps"),
                 "labels_scored_per_query": r.get("labels_scored_per_query"),
                 "prior_weight": r.get("prior_weight"),
+                "uses_training": r.get("uses_training"),
+                "invalid_predictions": r.get("invalid_predictions"),
             }
         )
     return rows
@@ -110,7 +116,7 @@ def markdown(result: Mapping[str, Any]) -> str:
     data = result["data"]
     model = result["model"]
     lines = [
-        f"# Quality benchmark: {data['name']}",
+        f"# Quality benchmark: {data.get('title') or data['name']}",
         "",
         f"Model `{model['name']}`, encoder `{result['encoder']['name']}`, "
         f"{data['test_rows']} test queries, {data['train_rows']} training rows, "
@@ -154,4 +160,134 @@ def markdown(result: Mapping[str, Any]) -> str:
         "and its dev accuracies are in results.json.",
         "",
     ]
+    return "\n".join(lines)
+
+
+# -- the recommendation ----------------------------------------------------------------------------
+
+
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of an accuracy measured on ``n`` queries."""
+    if n <= 0:
+        return (0.0, 1.0)
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _trains(row: Mapping[str, Any]) -> bool:
+    """Whether an arm learns from the training split (rather than only reading examples)."""
+    return row["kind"] in ("finetune", "embedding") or bool(row.get("uses_training"))
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    k = row["kind"] in ("icl",) or (row["kind"] == "embedding" and row["strategy"] == "knn")
+    return f"{row['arm']}" + (f" at k={row['k']}" if k else "")
+
+
+def _cost(row: Mapping[str, Any]) -> str:
+    tokens = row.get("prompt_tokens_per_query")
+    parts = [f"{tokens:.0f} prompt tokens" if tokens is not None else "no prompt"]
+    parts.append(f"{row['seconds_per_query']:.3f} s per query")
+    train = row.get("train_seconds")
+    if _trains(row):
+        steps = row.get("train_steps")
+        parts.append(
+            f"{train or 0.0:.1f} s of training" + (f" ({steps} steps)" if steps is not None else "")
+        )
+    else:
+        parts.append("no training")
+    return ", ".join(parts)
+
+
+def _best(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The most accurate row; a tie goes to the cheaper one per query."""
+    scored = [r for r in rows if r["accuracy"] is not None and not math.isnan(r["accuracy"])]
+    if not scored:
+        return None
+    return min(scored, key=lambda r: (-r["accuracy"], r["seconds_per_query"]))
+
+
+def _machine(result: Mapping[str, Any]) -> str:
+    """Where the run's seconds were measured: the model's device or endpoint, and the CPU."""
+    machine = result["environment"].get("machine", {})
+    cpu = f"{machine.get('cpu_model') or 'CPU'}, {machine.get('cpu_count', '?')} cores"
+    model = result["model"]
+    if model.get("endpoint"):
+        return f"answers from the endpoint {model['endpoint']}; this machine {cpu}"
+    device = model.get("device") or result["environment"].get("device")
+    return cpu if device in (None, "auto", "cpu") else f"{device}; {cpu}"
+
+
+def recommendation(result: Mapping[str, Any]) -> str:
+    """A plain recommendation for the data of ``result`` (the content of ``results.json``).
+
+    Which arm wins, by how much (in points and in test queries) over the best arm of the other
+    side (in-context without training against arms that train), what each costs, and the
+    caveats: the size of one query, 95% Wilson intervals and whether they separate the two, the
+    spread over random seeds, unparsable answers, and runs still in progress.
+    """
+    rows = list(result["summary"])
+    n = int(result["data"]["test_rows"])
+    name = result["data"].get("title") or result["data"]["name"]
+    lines = ["", f"## Recommendation for {name}", ""]
+    best = _best(rows)
+    if best is None:
+        return "\n".join([*lines, "No arm has finished yet.", ""])
+    free = _best([r for r in rows if not _trains(r)])
+    trained = _best([r for r in rows if _trains(r)])
+    other = trained if best is free else free
+    side = "trains on the training split" if _trains(best) else "no training"
+    lines.append(
+        f"**Use {_label(best)}** ({side}): accuracy {best['accuracy']:.3f}, macro-F1 "
+        f"{best['macro_f1']:.3f} on {n} test queries; it costs {_cost(best)}."
+    )
+    caveats = [f"{n} test queries: one query is {100 / n:.2g} points of accuracy."]
+    if other is not None:
+        gap = best["accuracy"] - other["accuracy"]
+        kind = "trained" if _trains(other) else "training-free"
+        lines.append(
+            f"The best {kind} arm, {_label(other)}, reaches {other['accuracy']:.3f}: "
+            f"{100 * gap:.1f} points (about {round(gap * n)} queries) lower; it costs "
+            f"{_cost(other)}."
+        )
+        low_b, high_b = wilson_interval(best["accuracy"], n)
+        low_o, high_o = wilson_interval(other["accuracy"], n)
+        intervals = (
+            f"95% intervals (Wilson): {low_b:.3f}-{high_b:.3f} against {low_o:.3f}-{high_o:.3f}"
+        )
+        if low_b <= high_o:
+            cheaper = min((best, other), key=lambda r: r["seconds_per_query"])
+            caveats.append(
+                f"{intervals}: they overlap, so these queries do not clearly separate the two; "
+                f"{_label(cheaper)} is the cheaper per query."
+            )
+        else:
+            caveats.append(f"{intervals}: they do not overlap.")
+    for row in (best, other):
+        if row is not None and row.get("accuracy_std") is not None:
+            caveats.append(
+                f"{_label(row)} is a mean over seeds: ± {row['accuracy_std']:.3f} (sd), "
+                f"{row['accuracy_min']:.3f}-{row['accuracy_max']:.3f}."
+            )
+        if row is not None and row.get("invalid_predictions"):
+            caveats.append(
+                f"{_label(row)}: {row['invalid_predictions']} of {n} answers matched no label "
+                "and count as wrong."
+            )
+    tuned = [r for r in rows if r["kind"] == "finetune"]
+    if not tuned:
+        caveats.append("No fine-tuned language model ran here; the comparison leaves it out.")
+    else:
+        steps = ", ".join(f"{r['arm']} {r.get('train_steps')}" for r in tuned)
+        caveats.append(
+            f"Training steps of the fine-tuned arms: {steps}; a larger budget may move them "
+            "(their losses are in results.json)."
+        )
+    caveats.append(
+        f"Seconds are this run's wall clock ({_machine(result)}); they move with the load."
+    )
+    if not result["finished"]:
+        caveats.append("The run is still in progress: arms not finished are missing.")
+    lines += ["", "Caveats:", *(f"- {c}" for c in caveats), ""]
     return "\n".join(lines)

@@ -34,16 +34,18 @@ from kshot.bench.quality.data import (
     stratified_limit,
 )
 from kshot.bench.quality.embedding import run_embedding
+from kshot.bench.quality.endpoint import instructions_for, load_endpoint, model_info
 from kshot.bench.quality.finetune import FineTuner
 from kshot.bench.quality.icl import InContextEvaluator
 from kshot.bench.quality.modes import ModeInputs, run_mode_arm
 from kshot.bench.quality.plot import plot_accuracy_vs_k
-from kshot.bench.quality.report import markdown, summary
+from kshot.bench.quality.report import markdown, recommendation, summary
 from kshot.types import Example
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from kshot.model.base import LanguageModel
     from kshot.model.transformers_lm import TransformersLM
     from kshot.prompt import PromptAssembler
 
@@ -70,6 +72,7 @@ class Runner:
         self.store = ArmStore(self.out / "arms")
         self.started = datetime.now(UTC).isoformat(timespec="seconds")
         self._lm: TransformersLM | None = None
+        self._icl_lm: LanguageModel | None = None
         self._assembler: PromptAssembler | None = None
         self._progress: tqdm[Any] | None = None
 
@@ -84,6 +87,7 @@ class Runner:
             torch.set_num_threads(c.torch_threads)
         splits = load_splits(c)
         self.data_name = splits.name
+        self.data_title = splits.title
         self.full_train_size = len(splits.train)
         test = stratified_limit(splits.test, c.limit_test, c.seed)
         train, dropped = remove_leaks(splits.train, test)
@@ -133,6 +137,13 @@ class Runner:
             self._lm = self._load_lm()
         return self._lm
 
+    def icl_lm(self) -> LanguageModel:
+        """The model of the zero-shot and in-context arms: the endpoint, else :meth:`lm`."""
+        if self._icl_lm is None:
+            endpoint = self.config.endpoint_model is not None
+            self._icl_lm = load_endpoint(self.config) if endpoint else self.lm()
+        return self._icl_lm
+
     def _load_lm(self) -> TransformersLM:
         from kshot.model.transformers_lm import TransformersLM
 
@@ -150,12 +161,14 @@ class Runner:
 
             c = self.config
             template = PromptTemplate(
-                instructions=c.resolved_instructions,
+                instructions=instructions_for(c, self.space.texts),
                 example=c.example_template,
                 query=c.query_template,
                 separator=c.separator,
             )
-            self._assembler = PromptAssembler(template, HFTokenCounter(self.lm().tokenizer))
+            # An endpoint's tokenizer is unknown; the bundled one (the default) stands in.
+            counter = None if c.endpoint_model else HFTokenCounter(self.lm().tokenizer)
+            self._assembler = PromptAssembler(template, counter)
         return self._assembler
 
     def evaluator(self) -> InContextEvaluator:
@@ -262,7 +275,7 @@ class Runner:
         if arm.mode is not None:
             inputs = ModeInputs(self.train, self.train_emb, self.test_emb)
             return run_mode_arm(self.evaluator(), arm, self.index, self.lm(), inputs)
-        return self.evaluator().run_icl(arm, self.index, self.lm())
+        return self.evaluator().run_icl(arm, self.index, self.icl_lm())
 
     def _advance(self, n: int) -> None:
         if self._progress is not None:
@@ -282,7 +295,8 @@ class Runner:
         ]
         rows = summary(records)
         lm = self._lm
-        if lm is None and finished and any(r["kind"] != "embedding" for r in records):
+        local = c.endpoint_model is None
+        if lm is None and local and finished and any(r["kind"] != "embedding" for r in records):
             lm = self.lm()  # every LM arm was resumed; load the model (cached: ~1 s) to describe it
         device = lm.device if lm is not None else getattr(self.encoder, "device", c.device)
         result: dict[str, Any] = {
@@ -299,6 +313,7 @@ class Runner:
             },
             "data": {
                 "name": self.data_name,
+                "title": self.data_title,
                 "test_split": c.test_split if c.train_file is None else c.test_file,
                 "train_rows_available": self.full_train_size,
                 "train_rows": len(self.train),
@@ -309,18 +324,14 @@ class Runner:
                 "label_texts": dict(zip(self.space.labels, self.space.texts, strict=True)),
             },
             "prompt": {
-                "instructions": c.resolved_instructions,
+                "instructions": instructions_for(c, self.space.texts),
+                "format": "text" if local else "chat",
                 "example_template": c.example_template,
                 "query_template": c.query_template,
                 "separator": c.separator,
                 "label_continuation": "' ' + output",
             },
-            "model": {
-                "name": None if lm is None else lm.name,
-                "parameters": None if lm is None else sum(p.numel() for p in lm.model.parameters()),
-                "load_seconds": None if lm is None else lm.load_seconds,
-                "device": None if lm is None else lm.device,
-            },
+            "model": model_info(lm, c),
             "encoder": {
                 "name": self.encoder.name,
                 "dim": self.encoder.dim,
@@ -334,9 +345,10 @@ class Runner:
             "summary": rows,
         }
         write_json(self.out / "results.json", result)
-        atomic_write_bytes(self.out / "results.md", markdown(result).encode("utf-8"))
+        report = markdown(result) + recommendation(result)
+        atomic_write_bytes(self.out / "results.md", report.encode("utf-8"))
         try:
-            plot_accuracy_vs_k(rows, self.out / "accuracy_vs_k.png", title=f"{self.data_name}")
+            plot_accuracy_vs_k(rows, self.out / "accuracy_vs_k.png", title=self.data_title)
         except ImportError:  # pragma: no cover - matplotlib is in the bench extra
             logger.warning("matplotlib is not installed; skipping accuracy_vs_k.png")
         return self.out
