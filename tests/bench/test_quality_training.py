@@ -13,6 +13,7 @@ import pytest
 
 from kshot.bench.quality import QualityConfig, run_quality
 from kshot.bench.quality.arms import arm_key, plan
+from kshot.bench.quality.config import BASELINES
 from kshot.bench.quality.plot import curve_points, plot_accuracy_vs_n
 from kshot.bench.quality.report import markdown, summary
 from kshot.bench.quality.runner import Runner
@@ -27,6 +28,7 @@ from kshot.corpus import write_jsonl
 from kshot.errors import ConfigError
 from kshot.types import Example
 from tests.bench.test_quality import TEST, TRAIN, tiny_lm_dir
+from tests.bench.test_quality_modes import _config as modes_config
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -45,32 +47,18 @@ def _labelled(n_per_label: dict[str, int]) -> list[Example]:
     return rows
 
 
-def _files(tmp_path: Path) -> tuple[Path, Path]:
-    train_file, test_file = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
-    write_jsonl(TRAIN, train_file)
-    write_jsonl(TEST, test_file)
-    return train_file, test_file
-
-
 def _config(tmp_path: Path, model: Path, **values: Any) -> QualityConfig:
-    train_file, test_file = _files(tmp_path)
+    """The mode tests' tiny run (its files written), without modes, with every baseline."""
     settings: dict[str, Any] = {
-        "dataset": None,
-        "train_file": str(train_file),
-        "test_file": str(test_file),
-        "out_dir": str(tmp_path / "results"),
-        "model": str(model),
-        "encoder": "hashing:64",
-        "device": "cpu",
-        "ks": (1,),
+        "modes": {},
         "strategies": ("random", "similarity"),
         "random_seeds": (0, 1),
+        "zero_shot": True,
+        "baselines": BASELINES,
         "train_batch_size": 4,
         "eval_batch_size": 3,
-        "weights_dir": str(tmp_path / "weights"),
-        "progress": False,
     }
-    return QualityConfig(**(settings | values))
+    return modes_config(tmp_path, model, **(settings | values))
 
 
 # --- dev split ------------------------------------------------------------------------------------
@@ -94,13 +82,12 @@ def test_dev_split_is_stratified_seeded_and_disjoint() -> None:
 def test_runner_dev_split_is_taken_from_the_pool_never_the_test_split(
     tmp_path: Path, tiny_lm_dir: Path
 ) -> None:
-    # The leaked training row (a copy of a test row) is removed before any split is drawn.
-    train_file, _ = _files(tmp_path)
-    leaked = Example(input=TEST[0].input, output="change pin", label="change_pin", id="copy")
-    write_jsonl([*TRAIN, leaked], train_file)
     config = _config(
         tmp_path, tiny_lm_dir, train_sizes=(8,), early_stopping=True, dev_fraction=0.25
     )
+    # The leaked training row (a copy of a test row) is removed before any split is drawn.
+    leaked = Example(input=TEST[0].input, output="change pin", label="change_pin", id="copy")
+    write_jsonl([*TRAIN, leaked], Path(str(config.train_file)))
     runner = Runner(config)
     runner.prepare()
     tuner = runner.fine_tuner(8)

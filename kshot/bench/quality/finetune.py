@@ -256,20 +256,10 @@ class FineTuner:
         self, model: Any, tokenizer: Any, baseline: str, steps: int
     ) -> tuple[list[float], float]:
         """A plain AdamW loop on the answer tokens; returns the losses and the seconds taken."""
-        import torch
-
         c = self.config
         rows = self._train_rows(tokenizer)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=c.learning_rate(baseline), weight_decay=0.0)
-        warmup = min(10, max(1, steps // 10))
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (steps - step) / max(1, steps - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        optimizer, scheduler = _optimizer(params, c.learning_rate(baseline), steps)
         rng = np.random.default_rng(c.seed)
         order: list[int] = []
         pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
@@ -304,16 +294,8 @@ class FineTuner:
         per_epoch = math.ceil(len(rows) / c.train_batch_size)
         total = c.max_epochs * per_epoch
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=c.learning_rate(baseline), weight_decay=0.0)
-        warmup = min(10, max(1, total // 10))
-
-        def schedule(step: int) -> float:
-            # Linear warm-up, then linear decay to zero at the last step max_epochs allows.
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        # The schedule decays to zero at the last step max_epochs allows.
+        optimizer, scheduler = _optimizer(params, c.learning_rate(baseline), total)
         rng = np.random.default_rng(c.seed)
         pad = int(lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0)
         device = next(model.parameters()).device
@@ -379,6 +361,21 @@ class FineTuner:
         }
         logger.info("%s: %s", baseline, history["stopped"])
         return losses, seconds, history
+
+
+def _optimizer(params: Sequence[Any], lr: float, steps: int) -> tuple[Any, Any]:
+    """AdamW with a linear warm-up (a tenth of ``steps``, at most 10) and linear decay to zero."""
+    import torch
+
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warmup = min(10, max(1, steps // 10))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def _step(
