@@ -25,7 +25,16 @@ from kshot.bench.quality.config import (
     QualityConfig,
 )
 
-__all__ = ["Arm", "ArmRecord", "ArmStore", "arm_key", "plan", "train_spec"]
+__all__ = [
+    "Arm",
+    "ArmRecord",
+    "ArmStore",
+    "arm_key",
+    "plan",
+    "plan_one",
+    "size_prefix",
+    "train_spec",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,21 +53,47 @@ class Arm:
     seed: int | None = None
     mode: str | None = None  # a prediction mode of the config's ``modes`` (icl arms only)
     calibrated: bool = False  # contextual calibration of this arm alone (``calibrated_arms``)
+    train_size: int | str | None = None  # a value of the config's ``train_sizes``
 
     def base_record(self, n_queries: int) -> ArmRecord:
         """The fields every arm file starts with."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "name": self.name,
-            "k": self.k,
-            "seed": self.seed,
-            "n_queries": n_queries,
-        } | ({} if self.mode is None else {"mode": self.mode})
+        return (
+            {
+                "id": self.id,
+                "kind": self.kind,
+                "name": self.name,
+                "k": self.k,
+                "seed": self.seed,
+                "n_queries": n_queries,
+            }
+            | ({} if self.mode is None else {"mode": self.mode})
+            | ({} if self.train_size is None else {"train_size": self.train_size})
+        )
+
+
+def size_prefix(size: int | str | None) -> str:
+    """The prefix of the arm ids of training-set size ``size`` (``""`` without sizes)."""
+    return "" if size is None else f"n{size}-"
 
 
 def plan(config: QualityConfig) -> list[Arm]:
-    """The arms of ``config`` in run order.
+    """The arms of ``config`` in run order: :func:`plan_one`, once per ``train_sizes`` value.
+
+    With training-set sizes every arm runs once per size, the sizes in the configured order,
+    its id prefixed with ``n<size>-``.
+    """
+    arms = plan_one(config)
+    if not config.train_sizes:
+        return arms
+    return [
+        dataclasses.replace(arm, id=size_prefix(size) + arm.id, train_size=size)
+        for size in config.train_sizes
+        for arm in arms
+    ]
+
+
+def plan_one(config: QualityConfig) -> list[Arm]:
+    """The arms of ``config`` for one training set, in run order.
 
     Order: zero-shot and the embedding baselines, then the smallest k, then the LM baselines,
     then the larger k, so that a run stopped early already holds every kind of arm; then the
@@ -123,6 +158,18 @@ def train_spec(
         "seed": c.seed,
         "prompt": [c.resolved_instructions, c.query_template],
     }
+    if c.early_stopping:
+        # Trained until dev accuracy stops improving: the budget is the stopping rule.
+        del spec["steps"]
+        spec["early_stopping"] = {
+            "min_epochs": c.min_epochs,
+            "max_epochs": c.max_epochs,
+            "patience": c.patience,
+            "max_train_seconds": c.max_train_seconds,
+            "dev_fraction": c.dev_fraction,
+            "dev_max": c.dev_max,
+            "batching": "length-bucketed",
+        }
     if baseline == "lora":
         spec.update(r=c.lora_r, alpha=c.lora_alpha, dropout=c.lora_dropout)
         spec["targets"] = list(c.lora_targets)
@@ -143,6 +190,8 @@ def arm_key(config: QualityConfig, arm: Arm, data_key: Mapping[str, str], n_trai
         del described["mode"]  # the arms without a mode keep the keys they were written with
     if not arm.calibrated:
         del described["calibrated"]  # so do the arms not calibrated on their own
+    if arm.train_size is None:
+        del described["train_size"]  # so do the runs without training-set sizes
     spec: dict[str, object] = {
         "schema": SCHEMA_VERSION,
         "arm": described,

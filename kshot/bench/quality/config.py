@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_INSTRUCTIONS",
     "EMBEDDING_BASELINES",
     "ENDPOINT_PREFIX",
+    "FULL_SIZE",
     "LM_BASELINES",
     "SCHEMA_VERSION",
     "ModeSpec",
@@ -49,6 +50,8 @@ _GENERIC_INSTRUCTIONS = "Classify each input."
 
 #: How ``model`` names a model behind an OpenAI-compatible endpoint: ``openai:NAME``.
 ENDPOINT_PREFIX = "openai:"
+#: The ``train_sizes`` value for the whole training split.
+FULL_SIZE = "full"
 
 #: The value of a mode's ``prior_weight`` that asks for the weight chosen on the dev split.
 DEV_WEIGHT = "dev"
@@ -156,6 +159,26 @@ class QualityConfig:
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     num_virtual_tokens: int = 16
+    # training-set-size curve and early stopping
+    train_sizes: tuple[int | str, ...] = ()
+    """Training-set sizes N of a learning curve, e.g. ``(500, 2000, "full")``: for each N a
+    seeded stratified subset of the training split is both the in-context pool (index, kNN,
+    logistic regression) and the fine-tuned baselines' data; each arm runs once per N (id
+    ``n<N>-<arm>``). Empty: one run on the whole (``limit_train``-limited) training split."""
+    early_stopping: bool = False
+    """Train the LM baselines epoch by epoch on the training rows less a dev split, until dev
+    accuracy stops improving, keeping the best epoch (replaces ``*_steps``/``epochs``)."""
+    min_epochs: int = 2
+    max_epochs: int = 10
+    patience: int = 2
+    """Epochs without a new best dev accuracy before training stops."""
+    max_train_seconds: float | None = None
+    """Per LM baseline: no epoch starts that would end past this many seconds of training
+    (judged by the last epoch's time); ``None`` is no limit."""
+    dev_fraction: float = 0.1
+    """Share of the training rows held out (seeded, stratified) as the early-stopping dev split."""
+    dev_max: int = 300
+    """At most this many dev rows."""
     logreg_c: float = 10.0
     knn_k: int = 8
     weights_dir: str | None = None
@@ -206,6 +229,7 @@ class QualityConfig:
         object.__setattr__(self, "random_seeds", tuple(int(s) for s in self.random_seeds))
         object.__setattr__(self, "mode_ks", tuple(int(k) for k in self.mode_ks))
         object.__setattr__(self, "prior_weights", tuple(float(w) for w in self.prior_weights))
+        object.__setattr__(self, "train_sizes", _parse_train_sizes(self.train_sizes))
         object.__setattr__(self, "modes", {str(k): dict(v) for k, v in dict(self.modes).items()})
         object.__setattr__(
             self,
@@ -253,6 +277,7 @@ class QualityConfig:
             raise ConfigError(f"epochs must be positive, got {self.epochs}")
         self._check_calibrated_arms()
         self._check_endpoint()
+        self._check_early_stopping()
 
     def _check_calibrated_arms(self) -> None:
         if not self.calibrated_arms:
@@ -295,6 +320,27 @@ class QualityConfig:
                 f"model {self.model!r}: modes and calibration score labels, which an endpoint's "
                 "chat answers cannot; leave them out"
             )
+
+    def _check_early_stopping(self) -> None:
+        if not self.early_stopping:
+            return
+        if self.epochs is not None or self.max_steps is not None:
+            raise ConfigError(
+                "early_stopping trains until dev accuracy stops improving; drop epochs and "
+                "max_steps (bound it with max_epochs or max_train_seconds)"
+            )
+        if not 1 <= self.min_epochs <= self.max_epochs:
+            raise ConfigError(
+                f"need 1 <= min_epochs <= max_epochs, got {self.min_epochs} and {self.max_epochs}"
+            )
+        if self.patience < 1 or self.dev_max < 1:
+            raise ConfigError(
+                f"patience and dev_max must be at least 1, got {self.patience}, {self.dev_max}"
+            )
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise ConfigError(f"dev_fraction must be between 0 and 1, got {self.dev_fraction}")
+        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+            raise ConfigError(f"max_train_seconds must be positive, got {self.max_train_seconds}")
 
     def _check_modes(self) -> None:
         if not self.modes:
@@ -413,6 +459,27 @@ def read_config_values(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold one JSON object")
     return {k: v for k, v in values.items() if not k.startswith("#")}
+
+
+def _parse_train_sizes(values: object) -> tuple[int | str, ...]:
+    """``train_sizes`` as positive ints and ``"full"``; a string is comma-separated."""
+    if isinstance(values, str):
+        values = [p.strip() for p in values.split(",") if p.strip()]
+    sizes: list[int | str] = []
+    for value in values:  # type: ignore[attr-defined]
+        if value == FULL_SIZE:
+            sizes.append(FULL_SIZE)
+            continue
+        try:
+            size = int(value)
+        except (TypeError, ValueError):
+            size = 0
+        if size < 1 or (isinstance(value, float) and value != size):
+            raise ConfigError(f"train_sizes holds positive integers or 'full', got {value!r}")
+        sizes.append(size)
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"train_sizes has a value twice: {sizes}")
+    return tuple(sizes)
 
 
 def _check_lm_baseline(baseline: str) -> None:

@@ -2,6 +2,10 @@
 
 Each baseline trains the run's language model on the training split (the zero-shot prompt, loss
 on the answer tokens and EOS) with a plain AdamW loop, then predicts like the zero-shot arm.
+With ``early_stopping`` it trains epoch by epoch on the training rows less a held-out dev split
+(:func:`~kshot.bench.quality.training.split_dev`), evaluates dev accuracy after each epoch,
+stops when it no longer improves (:class:`~kshot.bench.quality.training.EarlyStopping`) and
+keeps the best epoch's weights; batches are length-bucketed and padded to their own longest row.
 Trained weights are cached under ``<weights_dir>/weights/<baseline>-<key>/``
 (``weights.safetensors`` and ``meta.json``), keyed by
 :func:`~kshot.bench.quality.arms.train_spec`, so a rerun loads them instead of training again.
@@ -11,10 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +29,17 @@ import numpy as np
 from kshot.bench.quality.arms import Arm, ArmRecord, train_spec
 from kshot.bench.quality.cache import cache_key, cache_root, write_json
 from kshot.bench.quality.config import QualityConfig
-from kshot.bench.quality.data import class_key, fingerprint
+from kshot.bench.quality.data import LabelSpace, class_key, fingerprint
 from kshot.bench.quality.icl import InContextEvaluator, no_examples
+from kshot.bench.quality.training import (
+    DevSplit,
+    EarlyStopping,
+    EpochRecord,
+    bucketed_batches,
+    dev_size,
+    pad_batch,
+    split_dev,
+)
 from kshot.errors import DataError
 from kshot.types import Example
 
@@ -51,6 +65,8 @@ class TrainedLM:
     losses: list[float]
     cached: bool
     trainable_parameters: int
+    history: dict[str, Any] = field(default_factory=dict)
+    """With early stopping: the dev curve, the best epoch and why training stopped."""
 
 
 class FineTuner:
@@ -73,19 +89,29 @@ class FineTuner:
         advance: Callable[[int], None],
     ) -> None:
         self.config = config
-        self.train = list(train)
         self.assembler = assembler
         self.load_lm = load_lm
         self.advance = advance
+        rows = list(train)
+        if config.early_stopping:
+            self.split = split_dev(
+                rows, dev_size(len(rows), config.dev_fraction, config.dev_max), config.seed
+            )
+        else:
+            self.split = DevSplit(rows, [])
+        self.train = self.split.train
         self._fingerprint = fingerprint(self.train)
 
     def spec(self, baseline: str) -> dict[str, object]:
         """What determines the baseline's weights (its cache key)."""
-        return train_spec(self.config, baseline, self._fingerprint, len(self.train))
+        spec = train_spec(self.config, baseline, self._fingerprint, len(self.train))
+        if self.split.dev:
+            spec["dev_rows"] = fingerprint(self.split.dev)
+        return spec
 
     def run(self, arm: Arm, evaluator: InContextEvaluator) -> ArmRecord:
         """Train or load the arm's baseline, evaluate it on the zero-shot prompt; its record."""
-        trained = self.trained(arm.name)
+        trained = self.trained(arm.name, evaluator.space)
         c = self.config
         record = arm.base_record(len(evaluator.test))
         record.update(evaluator.evaluate(trained.lm, no_examples).as_record())
@@ -100,10 +126,26 @@ class FineTuner:
             train_spec=self.spec(arm.name),
             trainable_parameters=trained.trainable_parameters,
         )
+        if c.early_stopping:
+            record.update(
+                train_rows=len(self.train),
+                dev_rows=len(self.split.dev),
+                **trained.history,
+            )
         return record
 
-    def trained(self, baseline: str) -> TrainedLM:
-        """Train (or load from the cache) one LM baseline."""
+    def planned_steps(self, baseline: str) -> int:
+        """Optimiser steps of the baseline: its budget, or every epoch ``max_epochs`` allows."""
+        c = self.config
+        if c.early_stopping:
+            return c.max_epochs * math.ceil(len(self.train) / c.train_batch_size)
+        return int(c.train_steps(baseline, len(self.train)))
+
+    def trained(self, baseline: str, space: LabelSpace) -> TrainedLM:
+        """Train (or load from the cache) one LM baseline.
+
+        ``space``: the classes, over which early stopping measures dev accuracy.
+        """
         import torch
 
         spec = self.spec(baseline)
@@ -112,7 +154,10 @@ class FineTuner:
         model = lm.model
         meta_path = cache / "meta.json"
         weights_path = cache / "weights.safetensors"
-        steps = int(self.config.train_steps(baseline, len(self.train)))
+        steps = self.planned_steps(baseline)
+        # Seeded before peft wraps the model: LoRA's A matrices (and the prompt encoder) are
+        # drawn at wrapping, so an unseeded wrap made every run's initialisation different.
+        torch.manual_seed(self.config.seed)
         peft_model = None
         if baseline in ("lora", "prompt-tuning"):
             peft_model = self._peft_wrap(baseline, model, lm.tokenizer)
@@ -129,9 +174,16 @@ class FineTuner:
                 meta["steps"],
                 True,
             )
+            history = dict(meta.get("history", {}))
         else:
-            torch.manual_seed(self.config.seed)
-            losses, seconds = self._train(trainable, lm.tokenizer, baseline, steps)
+            history = {}
+            if self.config.early_stopping:
+                losses, seconds, history = self._train_epochs(
+                    lm, trainable, baseline, peft_model, space
+                )
+                steps = int(history["train_steps_total"])
+            else:
+                losses, seconds = self._train(trainable, lm.tokenizer, baseline, steps)
             _save_trained(baseline, model, peft_model, weights_path)
             meta = {
                 "train_seconds": seconds,
@@ -139,12 +191,12 @@ class FineTuner:
                 "losses": losses,
                 "spec": spec,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
+            } | ({"history": history} if history else {})
             write_json(meta_path, meta)
             cached = False
         lm.model = _inference_model(baseline, model, peft_model)
         lm.model.eval()
-        return TrainedLM(lm, float(seconds), int(steps), list(losses), cached, n_trainable)
+        return TrainedLM(lm, float(seconds), int(steps), list(losses), cached, n_trainable, history)
 
     def _peft_wrap(self, baseline: str, model: Any, tokenizer: Any) -> Any:
         import torch
@@ -204,20 +256,10 @@ class FineTuner:
         self, model: Any, tokenizer: Any, baseline: str, steps: int
     ) -> tuple[list[float], float]:
         """A plain AdamW loop on the answer tokens; returns the losses and the seconds taken."""
-        import torch
-
         c = self.config
         rows = self._train_rows(tokenizer)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=c.learning_rate(baseline), weight_decay=0.0)
-        warmup = min(10, max(1, steps // 10))
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (steps - step) / max(1, steps - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        optimizer, scheduler = _optimizer(params, c.learning_rate(baseline), steps)
         rng = np.random.default_rng(c.seed)
         order: list[int] = []
         pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
@@ -230,29 +272,132 @@ class FineTuner:
                 order.extend(int(i) for i in rng.permutation(len(rows)))
             batch = [rows[i] for i in order[: c.train_batch_size]]
             del order[: c.train_batch_size]
-            width = max(len(ids) for ids, _ in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, (ids, targets) in enumerate(batch):
-                input_ids[r, : len(ids)] = torch.tensor(ids)
-                labels[r, : len(ids)] = torch.tensor(targets)
-                mask[r, : len(ids)] = 1
-            out = model(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
-                labels=labels.to(device),
-            )
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(out.loss.detach()))
+            losses.append(_step(model, batch, pad, device, params, optimizer, scheduler))
             self.advance(1)
         seconds = time.perf_counter() - started
         model.eval()
         return losses, seconds
+
+    def _train_epochs(
+        self, lm: TransformersLM, model: Any, baseline: str, peft_model: Any, space: LabelSpace
+    ) -> tuple[list[float], float, dict[str, Any]]:
+        """Train epoch by epoch until dev accuracy stops improving; keep the best epoch.
+
+        Returns the per-step losses, the seconds taken (training and dev evaluations) and the
+        history recorded in the arm's file. The model is left with the best epoch's weights.
+        """
+        import torch
+
+        c = self.config
+        rows = self._train_rows(lm.tokenizer)
+        lengths = [len(ids) for ids, _ in rows]
+        per_epoch = math.ceil(len(rows) / c.train_batch_size)
+        total = c.max_epochs * per_epoch
+        params = [p for p in model.parameters() if p.requires_grad]
+        # The schedule decays to zero at the last step max_epochs allows.
+        optimizer, scheduler = _optimizer(params, c.learning_rate(baseline), total)
+        rng = np.random.default_rng(c.seed)
+        pad = int(lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0)
+        device = next(model.parameters()).device
+        gold = [class_key(ex) for ex in self.split.dev]
+        dev = InContextEvaluator(c, self.split.dev, gold, space, self.assembler, lambda _: None)
+        stopper = EarlyStopping(c.min_epochs, c.max_epochs, c.patience, c.max_train_seconds)
+        curve: list[EpochRecord] = []
+        losses: list[float] = []
+        best: dict[str, Any] = {}
+        started = time.perf_counter()
+        while True:
+            began = time.perf_counter()
+            model.train()
+            epoch_losses = []
+            for batch in bucketed_batches(lengths, c.train_batch_size, rng):
+                picked = [rows[i] for i in batch]
+                epoch_losses.append(_step(model, picked, pad, device, params, optimizer, scheduler))
+                self.advance(1)
+            losses.extend(epoch_losses)
+            model.eval()
+            trained_model = lm.model
+            lm.model = _eval_model(baseline, model, peft_model)
+            accuracy = dev.evaluate(lm, no_examples).metrics.accuracy
+            lm.model = trained_model
+            seconds = time.perf_counter() - began
+            epoch = EpochRecord(
+                len(curve) + 1, len(losses), float(np.mean(epoch_losses)), accuracy, seconds
+            )
+            curve.append(epoch)
+            go_on = stopper.update(accuracy, seconds)
+            logger.info(
+                "%s epoch %d: train loss %.4f, dev accuracy %.3f (%.1f s)",
+                baseline,
+                epoch.epoch,
+                epoch.train_loss,
+                accuracy,
+                seconds,
+            )
+            if stopper.improved():
+                best = {
+                    name: p.detach().clone()
+                    for name, p in model.named_parameters()
+                    if p.requires_grad
+                }
+            if not go_on:
+                break
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in best:
+                    p.copy_(best[name])
+        seconds = time.perf_counter() - started
+        history: dict[str, Any] = {
+            "dev_curve": [e.as_dict() for e in curve],
+            "best_epoch": stopper.best_epoch,
+            "best_dev_accuracy": curve[stopper.best_epoch - 1].dev_accuracy,
+            "epochs_trained": len(curve),
+            "converged": stopper.converged,
+            "stop_reason": stopper.reason,
+            "stopped": stopper.describe(),
+            "train_steps_total": len(losses),
+            "train_steps_best": curve[stopper.best_epoch - 1].steps,
+            "steps_per_epoch": per_epoch,
+        }
+        logger.info("%s: %s", baseline, history["stopped"])
+        return losses, seconds, history
+
+
+def _optimizer(params: Sequence[Any], lr: float, steps: int) -> tuple[Any, Any]:
+    """AdamW with a linear warm-up (a tenth of ``steps``, at most 10) and linear decay to zero."""
+    import torch
+
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warmup = min(10, max(1, steps // 10))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def _step(
+    model: Any,
+    batch: Sequence[TrainRow],
+    pad: int,
+    device: Any,
+    params: Sequence[Any],
+    optimizer: Any,
+    scheduler: Any,
+) -> float:
+    """One optimiser step on a batch padded to its longest row; returns the batch's loss."""
+    import torch
+
+    input_ids, labels, mask = (torch.from_numpy(a).to(device) for a in pad_batch(batch, pad))
+    out = model(input_ids=input_ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(out.loss.detach())
 
 
 def _save_trained(baseline: str, model: Any, peft_model: Any, path: Path) -> None:
@@ -298,6 +443,18 @@ def _load_trained(baseline: str, model: Any, peft_model: Any, path: Path) -> Non
 
         with torch.no_grad():
             peft_model.prompt_encoder["default"].embedding.weight.copy_(state["soft_prompt"])
+
+
+def _eval_model(baseline: str, model: Any, peft_model: Any) -> Any:
+    """The model that scores the dev split mid-training (LoRA left unmerged: training goes on)."""
+    from kshot.model.soft_prompt import SoftPromptLM
+
+    if baseline == "full":
+        return model
+    if baseline == "lora":
+        return peft_model
+    soft = peft_model.get_prompt_embedding_to_save("default").detach().clone()
+    return SoftPromptLM(peft_model.get_base_model(), soft)
 
 
 def _inference_model(baseline: str, model: Any, peft_model: Any) -> Any:

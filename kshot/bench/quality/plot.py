@@ -1,4 +1,8 @@
-"""The quality benchmark's plot: accuracy against k, fine-tuned baselines as horizontal lines."""
+"""The quality benchmark's plots: accuracy against k, and against the training-set size N.
+
+Against k, the fine-tuned baselines are horizontal lines; against N (a run with
+``train_sizes``), every arm is a line.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_accuracy_vs_k"]
+__all__ = ["curve_points", "plot_accuracy_vs_k", "plot_accuracy_vs_n"]
+
+#: Markers cycled over the arms of the accuracy-vs-N plot, so arms that tie stay visible.
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*", "h", "p")
 
 
 def plot_accuracy_vs_k(summary: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> None:
@@ -57,6 +64,78 @@ def plot_accuracy_vs_k(summary: Sequence[Mapping[str, Any]], path: Path, *, titl
     ax.set_title(f"{title}: accuracy vs k")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _curve_label(row: Mapping[str, Any]) -> str:
+    if row["kind"] == "icl":
+        return f"{row['arm']} k={row['k']}"
+    if row["kind"] == "embedding" and row["strategy"] == "knn":
+        return f"{row['arm']} k={row['k']}"
+    return str(row["arm"])
+
+
+def curve_points(
+    summary: Sequence[Mapping[str, Any]], spread: float = 0.04
+) -> dict[str, list[tuple[float, float]]]:
+    """The accuracy-vs-N points of each arm, by legend label, each arm's N nudged apart.
+
+    Each arm's N is multiplied by its own factor around 1 (over ``±spread`` on a log axis),
+    so arms with the same accuracy at the same N stay side by side instead of hiding each other.
+    """
+    curves: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in summary:
+        if r.get("n_train") is not None:
+            curves[_curve_label(r)].append((int(r["n_train"]), float(r["accuracy"])))
+    count = len(curves)
+    points: dict[str, list[tuple[float, float]]] = {}
+    for i, (label, values) in enumerate(curves.items()):
+        factor = 1.0 + spread * ((i - (count - 1) / 2) / max(1, count - 1)) * 2
+        points[label] = [(n * factor, acc) for n, acc in sorted(values)]
+    return points
+
+
+def plot_accuracy_vs_n(summary: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> None:
+    """Accuracy against the training-set size N, a line per arm (PNG; needs matplotlib).
+
+    Fine-tuned arms are dashed, the embedding baselines dotted, the in-context arms solid; each
+    arm has its own marker and a small offset along N.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = {_curve_label(r): r["kind"] for r in summary}
+    styles = {"finetune": "--", "embedding": ":"}
+    fig, ax = plt.subplots(figsize=(10.5, 5.2))
+    sizes: set[int] = set()
+    for i, (label, points) in enumerate(curve_points(summary).items()):
+        xs, ys = zip(*points, strict=True)
+        ax.plot(
+            xs,
+            ys,
+            linestyle=styles.get(kinds[label], "-"),
+            marker=_MARKERS[i % len(_MARKERS)],
+            markersize=5,
+            linewidth=1.2,
+            label=label,
+        )
+    for r in summary:
+        if r.get("n_train") is not None:
+            sizes.add(int(r["n_train"]))
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(sizes), [str(n) for n in sorted(sizes)])
+    ax.minorticks_off()
+    ax.set_xlabel("N (labelled training rows)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}: accuracy vs training-set size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=2)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)

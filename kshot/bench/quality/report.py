@@ -2,7 +2,8 @@
 
 Random arms (one per seed) fold into one row per ``k`` with the mean, the sample standard
 deviation, the minimum and the maximum over seeds; every other arm is one row (an arm with a
-prediction mode is named ``<selector> + <mode>``).
+prediction mode is named ``<selector> + <mode>``). A run with training-set sizes has one table
+per size N, and the fine-tuned arms' dev curves follow the tables.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BASELINE_NAMES", "markdown", "recommendation", "summary", "wilson_interval"]
+__all__ = [
+    "BASELINE_NAMES",
+    "markdown",
+    "recommendation",
+    "summary",
+    "training_lines",
+    "wilson_interval",
+]
 
 #: A summary row, one line of the table (plain JSON values).
 Row = dict[str, Any]
@@ -31,24 +39,30 @@ BASELINE_NAMES = {
 def summary(records: Sequence[Mapping[str, Any]]) -> list[Row]:
     """One row per table line: random seeds folded into mean and standard deviation."""
     rows: list[Row] = []
-    randoms: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    randoms: dict[tuple[Any, int], list[Mapping[str, Any]]] = defaultdict(list)
     for r in records:
         if r["kind"] == "icl" and r["name"] == "random":
-            randoms[int(r["k"])].append(r)
-    emitted_random: set[int] = set()
+            randoms[r.get("train_size"), int(r["k"])].append(r)
+    emitted_random: set[tuple[Any, int]] = set()
     for r in records:
+        size = (
+            {"train_size": r["train_size"], "n_train": r.get("n_train")}
+            if "train_size" in r
+            else {}
+        )
         if r["kind"] == "icl" and r["name"] == "random":
-            k = int(r["k"])
-            if k in emitted_random:
+            group_key = (r.get("train_size"), int(r["k"]))
+            if group_key in emitted_random:
                 continue
-            emitted_random.add(k)
-            group = randoms[k]
+            emitted_random.add(group_key)
+            group = randoms[group_key]
             row = {
                 "arm": f"random ({len(group)} seeds)",
                 "kind": "icl",
                 "strategy": "random",
-                "k": k,
+                "k": group_key[1],
                 "seeds": [g["seed"] for g in group],
+                **size,
             }
             for metric in (
                 "accuracy",
@@ -94,9 +108,15 @@ def summary(records: Sequence[Mapping[str, Any]]) -> list[Row]:
                 "prior_weight": r.get("prior_weight"),
                 "uses_training": r.get("uses_training"),
                 "invalid_predictions": r.get("invalid_predictions"),
+                **size,
+                **{key: r[key] for key in _TRAINING_FIELDS if key in r},
             }
         )
     return rows
+
+
+#: The early-stopping fields of a fine-tuned arm's record carried into its summary row.
+_TRAINING_FIELDS = ("best_epoch", "epochs_trained", "converged", "stopped", "dev_rows")
 
 
 def _fmt(value: float | None, digits: int = 3, std: float | None = None) -> str:
@@ -125,11 +145,43 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"kshot {result['kshot_version']}, {result['updated']}"
         f"{'' if result['finished'] else ' (run in progress: partial results)'}.",
         "",
+    ]
+    sizes = data.get("train_sizes")
+    if sizes:
+        for size in sizes:
+            lines += [
+                f"## N = {size['size']}: {size['rows']} labelled training rows",
+                "",
+                f"The in-context pool and the embedding baselines hold all {size['rows']} rows; "
+                f"the fine-tuned arms train on {size['fine_tune_train_rows']} and stop on "
+                f"{size['fine_tune_dev_rows']} dev rows taken from them.",
+                "",
+                *table_lines([r for r in result["summary"] if r.get("train_size") == size["size"]]),
+                "",
+            ]
+    else:
+        lines += [*table_lines(result["summary"]), ""]
+    lines += [
+        "Random: mean ± sample standard deviation over seeds. Fine-tuned rows use the zero-shot "
+        "prompt and the same label scoring; their training steps and losses are in results.json. "
+        "s / query for the embedding baselines includes encoding the query. "
+        "Arms named `<selector> + <mode>` use a prediction mode (config `modes`: label gating, "
+        "neighbour prior, calibration, a classifier's gate); their options, the prior weight "
+        "and its dev accuracies are in results.json.",
+        "",
+        *training_lines(result),
+    ]
+    return "\n".join(lines)
+
+
+def table_lines(summary_rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The markdown table of summary rows (one line per row)."""
+    lines = [
         "| arm | k | accuracy | macro-F1 | prompt tokens / query | s / query | training s "
         "| labels scored / query |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in result["summary"]:
+    for row in summary_rows:
         k = row["k"]
         k_text = "-" if row["kind"] in ("finetune",) else str(k)
         if row["kind"] == "embedding":
@@ -150,17 +202,30 @@ def markdown(result: Mapping[str, Any]) -> str:
             )
             + " |"
         )
-    lines += [
+    return lines
+
+
+def training_lines(result: Mapping[str, Any]) -> list[str]:
+    """How each early-stopped fine-tuned arm trained: its dev curve and why it stopped."""
+    arms = [a for a in result["arms"] if a["kind"] == "finetune" and "dev_curve" in a]
+    if not arms:
+        return []
+    lines = [
+        "## Fine-tuned arms: dev accuracy per epoch",
         "",
-        "Random: mean ± sample standard deviation over seeds. Fine-tuned rows use the zero-shot "
-        "prompt and the same label scoring; their training steps and losses are in results.json. "
-        "s / query for the embedding baselines includes encoding the query. "
-        "Arms named `<selector> + <mode>` use a prediction mode (config `modes`: label gating, "
-        "neighbour prior, calibration, a classifier's gate); their options, the prior weight "
-        "and its dev accuracies are in results.json.",
+        "Each trains epoch by epoch on the training rows less its dev rows (length-bucketed "
+        "batches padded to their longest row) and is tested with the weights of its best dev "
+        "epoch.",
         "",
+        "| arm | dev rows | dev accuracy by epoch | best epoch | how it stopped |",
+        "|---|---:|---|---:|---|",
     ]
-    return "\n".join(lines)
+    for a in arms:
+        curve = ", ".join(f"{e['dev_accuracy']:.3f}" for e in a["dev_curve"])
+        lines.append(
+            f"| {a['id']} | {a['dev_rows']} | {curve} | {a['best_epoch']} | {a['stopped']} |"
+        )
+    return [*lines, ""]
 
 
 # -- the recommendation ----------------------------------------------------------------------------
@@ -225,11 +290,25 @@ def recommendation(result: Mapping[str, Any]) -> str:
     Which arm wins, by how much (in points and in test queries) over the best arm of the other
     side (in-context without training against arms that train), what each costs, and the
     caveats: the size of one query, 95% Wilson intervals and whether they separate the two, the
-    spread over random seeds, unparsable answers, and runs still in progress.
+    spread over random seeds, unparsable answers, and runs still in progress. With a
+    training-set-size curve, one recommendation per N: the answer can change with N.
     """
-    rows = list(result["summary"])
-    n = int(result["data"]["test_rows"])
     name = result["data"].get("title") or result["data"]["name"]
+    sizes = [s["size"] for s in result["data"].get("train_sizes") or []]
+    if not sizes:
+        return _recommend(result, list(result["summary"]), name)
+    return "".join(
+        _recommend(
+            result,
+            [r for r in result["summary"] if r.get("train_size") == size],
+            f"{name}, N = {size}",
+        )
+        for size in sizes
+    )
+
+
+def _recommend(result: Mapping[str, Any], rows: list[Mapping[str, Any]], name: str) -> str:
+    n = int(result["data"]["test_rows"])
     lines = ["", f"## Recommendation for {name}", ""]
     best = _best(rows)
     if best is None:

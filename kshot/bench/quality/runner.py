@@ -3,18 +3,22 @@
 Output directory::
 
     results.json         every number, the full config, seeds, environment (versions, machine)
-    results.md           one table: arm, k, accuracy, macro-F1, prompt tokens, s/query, training s
+    results.md           one table (one per training-set size N): arm, k, accuracy, macro-F1,
+                         prompt tokens, s/query, training s
     accuracy_vs_k.png    a line per strategy; fine-tuned baselines as horizontal lines
+    accuracy_vs_n.png    with ``train_sizes``: accuracy against N, a line per arm
     arms/<arm>.json      one file per finished arm (with its predictions); a rerun skips these
     run.log              appended by the command-line runner
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from kshot._files import atomic_write_bytes
 from kshot._version import __version__
 from kshot.bench.environment import capture_environment
-from kshot.bench.quality.arms import Arm, ArmRecord, ArmStore, arm_key, plan
+from kshot.bench.quality.arms import Arm, ArmRecord, ArmStore, arm_key, plan, size_prefix
 from kshot.bench.quality.cache import Embedded, cache_key, cache_root, embed_cached, write_json
-from kshot.bench.quality.config import SCHEMA_VERSION, QualityConfig
+from kshot.bench.quality.config import FULL_SIZE, SCHEMA_VERSION, QualityConfig
 from kshot.bench.quality.data import (
     class_key,
     fingerprint,
@@ -38,20 +42,38 @@ from kshot.bench.quality.endpoint import instructions_for, load_endpoint, model_
 from kshot.bench.quality.finetune import FineTuner
 from kshot.bench.quality.icl import InContextEvaluator
 from kshot.bench.quality.modes import ModeInputs, run_mode_arm
-from kshot.bench.quality.plot import plot_accuracy_vs_k
+from kshot.bench.quality.plot import plot_accuracy_vs_k, plot_accuracy_vs_n
 from kshot.bench.quality.report import markdown, recommendation, summary
+from kshot.bench.quality.training import dev_size
 from kshot.types import Example
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from kshot.index import ExampleIndex
     from kshot.model.base import LanguageModel
     from kshot.model.transformers_lm import TransformersLM
     from kshot.prompt import PromptAssembler
 
-__all__ = ["Runner", "run_quality"]
+__all__ = ["Pool", "Runner", "run_quality"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The labelled rows of one training-set size, which every arm of that size learns from.
+
+    They are the in-context pool (the index the arms select from, the embedding baselines'
+    data) and the fine-tuned baselines' data. ``size``: the ``train_sizes`` value (``None``:
+    the run has no sizes).
+    """
+
+    size: int | str | None
+    rows: list[Example]
+    embedded: Embedded
+    index: ExampleIndex
+    data_key: dict[str, str]
 
 
 def run_quality(config: QualityConfig) -> Path:
@@ -103,13 +125,15 @@ class Runner:
             "train": fingerprint(self.train),
             "test": fingerprint(self.test),
         }
-        from kshot.index import DEFAULT_MODEL, ExampleIndex, encoder_from_name
+        from kshot.index import DEFAULT_MODEL, encoder_from_name
 
         started = time.perf_counter()
         self.encoder = encoder_from_name(c.encoder or DEFAULT_MODEL, device=c.device)
-        self.train_emb = self._embed(self.train, "train")
         self.test_emb = self._embed(self.test, "test")
-        self.index = ExampleIndex.build(self.train, self.encoder, embeddings=self.train_emb.vectors)
+        self._pools: dict[int | str | None, Pool] = {}
+        if not c.train_sizes:
+            # Without sizes the one pool is the whole training split, built now (as always).
+            self.pool(None)
         self.index_seconds = time.perf_counter() - started
         logger.info(
             "data %s: %d train, %d test, %d labels; index in %.1f s",
@@ -120,9 +144,32 @@ class Runner:
             self.index_seconds,
         )
 
-    def _embed(self, rows: Sequence[Example], split: str) -> Embedded:
+    def pool(self, size: int | str | None) -> Pool:
+        """The pool of training-set size ``size`` (built once): a seeded stratified subset.
+
+        The subsets of the sizes are nested (a smaller N keeps rows of a larger one), since
+        :func:`~kshot.bench.quality.data.stratified_limit` ranks the rows the same for every N.
+        """
+        if size in self._pools:
+            return self._pools[size]
+        from kshot.index import ExampleIndex
+
+        c = self.config
+        n = None if size in (None, FULL_SIZE) else int(size)
+        rows = stratified_limit(self.train, n, c.seed)
+        key = {"name": self.data_name, "train": fingerprint(rows), "test": self.data_key["test"]}
+        embedded = self._embed(rows, "train", key["train"])
+        index = ExampleIndex.build(rows, self.encoder, embeddings=embedded.vectors)
+        self._pools[size] = Pool(size, rows, embedded, index, key)
+        if size is None:
+            self.train_emb = embedded
+        else:
+            logger.info("training-set size %s: %d rows in the pool", size, len(rows))
+        return self._pools[size]
+
+    def _embed(self, rows: Sequence[Example], split: str, rows_key: str | None = None) -> Embedded:
         """Embed ``rows``, cached on disk by encoder and rows (the seconds are the first run's)."""
-        key = cache_key({"encoder": self.encoder.name, "rows": self.data_key[split]})
+        key = cache_key({"encoder": self.encoder.name, "rows": rows_key or self.data_key[split]})
         path = cache_root(self.config.weights_dir) / "embeddings"
         return embed_cached(
             self.encoder,
@@ -144,12 +191,13 @@ class Runner:
             self._icl_lm = load_endpoint(self.config) if endpoint else self.lm()
         return self._icl_lm
 
-    def _load_lm(self) -> TransformersLM:
+    def _load_lm(self, dtype: str | None = None) -> TransformersLM:
         from kshot.model.transformers_lm import TransformersLM
 
         return TransformersLM(
             self.config.model,
             device=self.config.device,
+            dtype=dtype,
             seed=self.config.seed,
             batch_size=self.config.lm_batch_size,
         )
@@ -181,14 +229,26 @@ class Runner:
 
     def arm_key(self, arm: Arm) -> str:
         """The digest stored in the arm's file (see :func:`~kshot.bench.quality.arms.arm_key`)."""
-        return arm_key(self.config, arm, self.data_key, len(self.train))
+        pool = self.pool(arm.train_size)
+        return arm_key(self.config, arm, pool.data_key, len(pool.rows))
 
     def arm_units(self, arm: Arm) -> int:
         """Progress units of an arm: its test queries, plus training steps for LM baselines."""
+        c = self.config
         n = len(self.test)
         if arm.kind == "finetune":
-            n += self.config.train_steps(arm.name, len(self.train))
+            rows = len(self.pool(arm.train_size).rows)
+            if c.early_stopping:
+                rows -= dev_size(rows, c.dev_fraction, c.dev_max)
+                n += c.max_epochs * -(-rows // c.train_batch_size)
+            else:
+                n += c.train_steps(arm.name, rows)
         return n
+
+    def fine_tuner(self, size: int | str | None) -> FineTuner:
+        """The fine-tuned baselines of training-set size ``size`` (trained in float32)."""
+        load = functools.partial(self._load_lm, dtype="float32")
+        return FineTuner(self.config, self.pool(size).rows, self.assembler(), load, self._advance)
 
     def run(self) -> Path:
         """Run every arm not finished yet; return the results directory."""
@@ -262,20 +322,24 @@ class Runner:
 
     def run_arm(self, arm: Arm) -> ArmRecord:
         """Run one arm (no file, no claim); return its record."""
+        record = self._run_arm(arm)
+        if arm.train_size is not None:
+            record["n_train"] = len(self.pool(arm.train_size).rows)
+        return record
+
+    def _run_arm(self, arm: Arm) -> ArmRecord:
+        pool = self.pool(arm.train_size)
         if arm.kind == "embedding":
-            train_y = [class_key(ex) for ex in self.train]
+            train_y = [class_key(ex) for ex in pool.rows]
             return run_embedding(
-                arm, self.config, self.train_emb, train_y, self.test_emb, self.gold, self._advance
+                arm, self.config, pool.embedded, train_y, self.test_emb, self.gold, self._advance
             )
         if arm.kind == "finetune":
-            tuner = FineTuner(
-                self.config, self.train, self.assembler(), self._load_lm, self._advance
-            )
-            return tuner.run(arm, self.evaluator())
+            return self.fine_tuner(arm.train_size).run(arm, self.evaluator())
         if arm.mode is not None:
-            inputs = ModeInputs(self.train, self.train_emb, self.test_emb)
-            return run_mode_arm(self.evaluator(), arm, self.index, self.lm(), inputs)
-        return self.evaluator().run_icl(arm, self.index, self.icl_lm())
+            inputs = ModeInputs(pool.rows, pool.embedded, self.test_emb)
+            return run_mode_arm(self.evaluator(), arm, pool.index, self.lm(), inputs)
+        return self.evaluator().run_icl(arm, pool.index, self.icl_lm())
 
     def _advance(self, n: int) -> None:
         if self._progress is not None:
@@ -321,6 +385,7 @@ class Runner:
                 "labels": len(self.space.labels),
                 "leakage_rows_removed": len(self.leaks_removed),
                 "fingerprint": self.data_key,
+                **({"train_sizes": self._size_rows()} if c.train_sizes else {}),
                 "label_texts": dict(zip(self.space.labels, self.space.texts, strict=True)),
             },
             "prompt": {
@@ -335,7 +400,11 @@ class Runner:
             "encoder": {
                 "name": self.encoder.name,
                 "dim": self.encoder.dim,
-                "train_embed_seconds": self.train_emb.seconds,
+                "train_embed_seconds": (
+                    self.train_emb.seconds
+                    if not c.train_sizes
+                    else sum(self.pool(s).embedded.seconds for s in c.train_sizes)
+                ),
                 "test_embed_seconds": self.test_emb.seconds,
                 "index_seconds": self.index_seconds,
             },
@@ -348,7 +417,33 @@ class Runner:
         report = markdown(result) + recommendation(result)
         atomic_write_bytes(self.out / "results.md", report.encode("utf-8"))
         try:
-            plot_accuracy_vs_k(rows, self.out / "accuracy_vs_k.png", title=self.data_title)
+            # Against k: the last configured training-set size with finished arms.
+            present = [s for s in c.train_sizes if any(r.get("train_size") == s for r in rows)]
+            size = present[-1] if present else None
+            title = self.data_title + ("" if size is None else f", N = {size}")
+            chosen = [r for r in rows if r.get("train_size") == size]
+            plot_accuracy_vs_k(chosen, self.out / "accuracy_vs_k.png", title=title)
+            if c.train_sizes:
+                plot_accuracy_vs_n(rows, self.out / "accuracy_vs_n.png", title=self.data_title)
         except ImportError:  # pragma: no cover - matplotlib is in the bench extra
-            logger.warning("matplotlib is not installed; skipping accuracy_vs_k.png")
+            logger.warning("matplotlib is not installed; skipping the plots")
         return self.out
+
+    def _size_rows(self) -> list[dict[str, Any]]:
+        """Per training-set size: its rows, the fine-tuned arms' dev rows, the fingerprint."""
+        c = self.config
+        out = []
+        for size in c.train_sizes:
+            pool = self.pool(size)
+            n_dev = dev_size(len(pool.rows), c.dev_fraction, c.dev_max) if c.early_stopping else 0
+            out.append(
+                {
+                    "size": size,
+                    "arm_prefix": size_prefix(size),
+                    "rows": len(pool.rows),
+                    "fine_tune_train_rows": len(pool.rows) - n_dev,
+                    "fine_tune_dev_rows": n_dev,
+                    "fingerprint": pool.data_key["train"],
+                }
+            )
+        return out
