@@ -163,13 +163,27 @@ def _http_lines(h: Mapping[str, Any]) -> list[str]:
         f"{_fmt(h['kshot_minus_bare_paired_median_ms'], 3)} ms; ratio of p50s "
         f"{_fmt(h['ratio_p50'], 2)}x); load average after {h['loadavg_after']}.",
     ]
+    cpu = h.get("server_cpu_ms_per_request")
+    if cpu:
+        lines += [
+            "",
+            f"Server CPU per request (user + system): kshot {_fmt(cpu['kshot'], 3)} ms, bare "
+            f"FastAPI {_fmt(cpu['bare_fastapi'], 3)} ms: {_fmt(h['kshot_minus_bare_cpu_ms'], 3)} "
+            "ms apart (the figure the machine's load inflates least).",
+        ]
     return lines
 
 
 def write_markdown(r: Mapping[str, Any], path: Path) -> None:
     """Write the results tables and the targets."""
     lines = ["# kshot speed benchmark", ""]
-    run = r.get("compare_run") or r.get("scale_run") or r.get("encoder_run") or {}
+    run = (
+        r.get("compare_run")
+        or r.get("scale_run")
+        or r.get("encoder_run")
+        or r.get("http_run")
+        or {}
+    )
     machine = run.get("machine", {})
     lines += [
         f"Machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs, load average "
