@@ -8,12 +8,13 @@ each, so all meet the same background load:
   in-process call over the same index (a real server process);
 - ``in_process``: that call in this process, without HTTP.
 
-Each server process's CPU time per request is recorded too (``/proc``): on a busy machine
-wall times carry every wait for a core, CPU times much less of it.
 ``kshot - in_process`` is the server's overhead, ``bare_fastapi - in_process`` the bare
 FastAPI round trip, and their difference (``kshot - bare_fastapi``, the issue's figure: at most
-0.3 ms at p50) what kshot's own server layers cost. The index uses the hashing encoder, so that
-the encoder's time (the same on every arm) does not drown the differences.
+0.3 ms, judged on the median of the per-query paired differences) what kshot's own server
+layers cost. Each server process's CPU time per request is recorded too (``/proc``): on a busy
+machine wall times carry every wait for a core, CPU times much less of it. The index uses the
+hashing encoder, so that the encoder's time (the same on every arm) does not drown the
+differences.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def http_vs_fastapi(config: SpeedConfig) -> dict[str, Any]:
         "server_cpu_ms_per_request": cpu,
         "kshot_minus_bare_cpu_ms": cpu["kshot"] - cpu["bare_fastapi"],
         "goal_ms": GOAL_MS,
-        "goal_met": p50["kshot"] - p50["bare_fastapi"] <= GOAL_MS,
+        # Judged on the paired differences: the difference of two noisy p50s can even be < 0.
+        "goal_met": diff <= GOAL_MS,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }

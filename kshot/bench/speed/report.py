@@ -126,7 +126,7 @@ def targets(r: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     h = r.get("http") or {}
     over = h.get("kshot_minus_bare_p50_ms")
     add(
-        "HTTP: kshot's server overhead within 0.3 ms of a bare FastAPI round trip (p50)",
+        "HTTP: kshot's server overhead within 0.3 ms of a bare FastAPI round trip (paired median)",
         None,
         None if over is None else bool(h.get("goal_met")),
         f"kshot overhead {_fmt(h.get('kshot_overhead_p50_ms'))} ms, bare FastAPI round trip "
