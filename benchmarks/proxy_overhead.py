@@ -12,12 +12,17 @@ Three measurements, sequential requests over one keep-alive connection each (loo
 ``added = proxied - direct`` is what the proxy costs; ``added - selection`` is the cost of the
 proxying itself (parsing, forwarding, the second hop), the figure the goal (<= 2 ms at p50)
 is about. Queries cycle through distinct texts. The client, the proxy and the stand-in share the
-machine's cores; on a shared machine the figures move with the load of others.
+machine's cores; on a shared machine the figures move with the load of others, so the arms are
+interleaved request by request (direct, proxied, ...), each meeting the same load.
+
+``--baseline SRC`` also serves the proxy from another kshot source tree (e.g. the commit before
+a change, from ``git worktree add`` or ``git archive``) as a fourth arm, interleaved with the
+others, and measures that tree's selection step too: before and after in the same sitting.
 
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/proxy_overhead.py [--requests 300] [--examples 2000]
-        [--k 4] [--out benchmarks/results/proxy]
+        [--k 4] [--baseline SRC] [--out benchmarks/results/proxy]
 
 The index is built with the deterministic hashing encoder (``--encoder hashing``, no model) or
 the bundled all-MiniLM-L6-v2 (``--encoder minilm``); budgets count SmolLM2 tokens.
@@ -109,15 +114,38 @@ def corpus(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def timed(client: httpx.Client, url: str, bodies: list[dict[str, Any]], warm: int) -> list[float]:
-    for body in bodies[:warm]:
-        client.post(url, json=body).raise_for_status()
-    out = []
-    for body in bodies[warm:]:
-        start = time.perf_counter()
-        client.post(url, json=body).raise_for_status()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+def interleaved(
+    client: httpx.Client,
+    urls: dict[str, str],
+    bodies: list[dict[str, Any]],
+    warm: int,
+    pids: dict[str, int],
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each body sent to every URL in turn (the order rotating): milliseconds per arm, and
+    the CPU milliseconds per request each server process (``pids``) spent after the warm-up.
+
+    CPU time is what the machine's load does not inflate: a busy machine makes every wake-up
+    wait for a core, which wall time counts and CPU time does not.
+    """
+    from kshot.bench.speed.timing import process_cpu_seconds as cpu_seconds
+
+    names = list(urls)
+    out: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, float] = {}
+    for i, body in enumerate(bodies):
+        if i == warm:
+            cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            start = time.perf_counter()
+            client.post(urls[name], json=body).raise_for_status()
+            if i >= warm:
+                out[name].append((time.perf_counter() - start) * 1000)
+    served = len(bodies) - warm
+    per_request = {
+        name: (cpu_seconds(pid) - cpu[name]) * 1000 / served for name, pid in pids.items()
+    }
+    return out, per_request
 
 
 def summary(ms: list[float]) -> dict[str, float]:
@@ -144,11 +172,35 @@ def selection_ms(index_dir: Path, texts: list[str], k: int, budget: int, warm: i
     for text in texts[:warm]:
         _examples_for(state, collection, text, options)
     out = []
+    cpu_start = time.process_time()
     for text in texts[warm:]:
         start = time.perf_counter()
         _examples_for(state, collection, text, options)
         out.append((time.perf_counter() - start) * 1000)
+    # The last entry: CPU milliseconds per call (every thread of this process).
+    out.append((time.process_time() - cpu_start) * 1000 / (len(texts) - warm))
     return out
+
+
+def baseline_selection_ms(
+    src: Path, index_dir: Path, texts: list[str], k: int, budget: int, warm: int
+) -> list[float]:
+    """:func:`selection_ms` run by the baseline tree's own code, in a subprocess."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from proxy_overhead import "
+        "selection_ms; from pathlib import Path; a = json.loads(sys.argv[2]); "
+        "print(json.dumps(selection_ms(Path(a['index']), a['texts'], a['k'], a['budget'], "
+        "a['warm'])))"
+    )
+    args = {"index": str(index_dir), "texts": texts, "k": k, "budget": budget, "warm": warm}
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    here = str(Path(__file__).resolve().parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code, here, json.dumps(args)],
+        env=env, cwd=src, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result: list[float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def build_index(path: Path, n: int, encoder: str) -> None:
@@ -167,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-example-tokens", type=int, default=400)
     parser.add_argument("--encoder", choices=["hashing", "minilm"], default="hashing")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/proxy"))
+    parser.add_argument("--baseline", type=Path, help="another kshot source tree to compare")
     parser.add_argument("--stand-in", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stand_in:
@@ -184,43 +237,62 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "index"
         build_index(index_dir, args.examples, args.encoder)
-        up_port, proxy_port = free_port(), free_port()
+        up_port = free_port()
         try:
             procs.append(
                 subprocess.Popen([sys.executable, __file__, "--stand-in", str(up_port)], env=env)
             )
             up = f"http://{HOST}:{up_port}"
             wait_until(up + "/", procs[-1])
-            serve = ["-c", "from kshot.cli import main; main()", "serve", str(index_dir)]
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        *serve,
-                        "--port",
-                        str(proxy_port),
-                        "--read-only",
-                        "--device",
-                        "cpu",
-                        "--upstream",
-                        up + "/v1",
-                    ],
-                    env={**env, "KSHOT_LOG_LEVEL": "warning"},
-                )
-            )
-            proxy = f"http://{HOST}:{proxy_port}"
-            wait_until(proxy + "/healthz", procs[-1])
+            urls = {"direct": up + "/v1/chat/completions"}
+            pids = {"direct": procs[-1].pid}
+            trees = {"proxied": None} if args.baseline is None else {
+                "proxied": None, "baseline_proxied": args.baseline}  # fmt: skip
+            for name, src in trees.items():
+                port = free_port()
+                serve = ["-c", "from kshot.cli import main; main()", "serve", str(index_dir)]
+                serve += ["--port", str(port), "--read-only", "--device", "cpu"]
+                serve += ["--upstream", up + "/v1"]
+                tree_env = {**env, "KSHOT_LOG_LEVEL": "warning"}
+                if src is not None:
+                    tree_env["PYTHONPATH"] = str(src)
+                # ``python -c`` imports from its working directory first: run in the tree.
+                procs.append(subprocess.Popen([sys.executable, *serve], env=tree_env, cwd=src))
+                proxy = f"http://{HOST}:{port}"
+                wait_until(proxy + "/healthz", procs[-1])
+                urls[name] = proxy + "/v1/chat/completions"
+                pids[name] = procs[-1].pid
             with httpx.Client(timeout=30) as client:
-                direct = timed(client, up + "/v1/chat/completions", bodies, args.warm_up)
-                proxied = timed(client, proxy + "/v1/chat/completions", bodies, args.warm_up)
+                ms, cpu = interleaved(client, urls, bodies, args.warm_up, pids)
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(30)
-        selection = selection_ms(index_dir, texts, args.k, args.max_example_tokens, args.warm_up)
-    d, p, s = summary(direct), summary(proxied), summary(selection)
-    added = {q: p[q] - d[q] for q in ("p50", "p99", "mean")}
-    beyond = {q: added[q] - s[q] for q in ("p50", "p99", "mean")}
+        budget = args.max_example_tokens
+        ms["selection"] = selection_ms(index_dir, texts, args.k, budget, args.warm_up)
+        cpu["selection"] = ms["selection"].pop()
+        if args.baseline is not None:
+            ms["baseline_selection"] = baseline_selection_ms(
+                args.baseline, index_dir, texts, args.k, budget, args.warm_up
+            )
+            cpu["baseline_selection"] = ms["baseline_selection"].pop()
+    figures = {name: summary(values) for name, values in ms.items()}
+    d = figures["direct"]
+
+    def minus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+        return {q: a[q] - b[q] for q in ("p50", "p99", "mean")}
+
+    figures["added"] = minus(figures["proxied"], d)
+    figures["added_beyond_selection"] = minus(figures["added"], figures["selection"])
+    beyond = figures["added_beyond_selection"]
+    if args.baseline is not None:
+        figures["baseline_added"] = minus(figures["baseline_proxied"], d)
+        figures["baseline_added_beyond_selection"] = minus(
+            figures["baseline_added"], figures["baseline_selection"]
+        )
+    cpu_beyond = {"proxied": cpu["proxied"] - cpu["selection"]}
+    if args.baseline is not None:
+        cpu_beyond["baseline_proxied"] = cpu["baseline_proxied"] - cpu["baseline_selection"]
     result = {
         "command": "OMP_NUM_THREADS=1 python benchmarks/proxy_overhead.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -229,13 +301,9 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in vars(args).items()
             if k != "stand_in"
         },
-        "ms": {
-            "direct": d,
-            "proxied": p,
-            "selection": s,
-            "added": added,
-            "added_beyond_selection": beyond,
-        },
+        "ms": figures,
+        "cpu_ms_per_request": cpu,
+        "cpu_ms_beyond_selection": cpu_beyond,
         "goal": "added_beyond_selection p50 <= 2 ms",
         "goal_met": beyond["p50"] <= 2.0,
         "versions": {
@@ -246,9 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "omp_num_threads": env["OMP_NUM_THREADS"],
-            "note": "client, proxy and stand-in share these cores; the machine was "
-            "shared with other work while this ran",
+            "note": "client, proxies and stand-in share these cores; the machine was "
+            "shared with other work while this ran; arms interleaved request by request",
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -265,11 +334,30 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.requests} sequential requests per arm after {args.warm_up} warm-up, k={args.k}, "
         f"{args.examples} examples ({args.encoder} encoder), example budget "
         f"{args.max_example_tokens} SmolLM2 tokens; {os.cpu_count()} CPU cores shared by the "
-        "client, the proxy and the stand-in upstream, on a machine shared with other work.",
+        "client, the proxy and the stand-in upstream, on a machine shared with other work "
+        f"(load average {result['machine']['loadavg_after'][0]} at the end); the arms are "
+        "interleaved request by request, so each meets the same load"
+        + (
+            "; `baseline_*` rows are the proxy served from the tree given as `--baseline`."
+            if args.baseline is not None
+            else "."
+        ),
         "",
         "| ms | p50 | p99 | mean |",
         "|---|---:|---:|---:|",
         *rows,
+        "",
+        "CPU milliseconds per request of each server process (user + system, after the "
+        "warm-up; `selection`: this process's CPU per selection step), which the machine's "
+        "load does not inflate as it does wall time; `direct` is the stand-in upstream's own:",
+        "",
+        "| process | CPU ms per request | beyond selection |",
+        "|---|---:|---:|",
+        *[
+            f"| {name} | {value:.2f} | "
+            + (f"{cpu_beyond[name]:.2f} |" if name in cpu_beyond else "- |")
+            for name, value in cpu.items()
+        ],
         "",
         "Goal (added beyond selection, p50 <= 2 ms): "
         + ("met." if result["goal_met"] else "not met."),

@@ -11,6 +11,7 @@ thread. uvicorn has no body timeout of its own; the header timeout lives in
 from __future__ import annotations
 
 import email.message
+import functools
 import json
 import logging
 import time
@@ -106,23 +107,24 @@ class ServerMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             status = int(state["status"])
             self.metrics.observe(scope["method"], route, status, seconds)
-            access_log.info(
-                "method=%s path=%s route=%s status=%d duration_ms=%.2f bytes_in=%d client=%s",
-                scope["method"],
-                _field(scope["path"]),
-                _field(route),
-                status,
-                seconds * 1000.0,
-                state["bytes_in"],
-                _field(scope["client"][0] if scope.get("client") else "-"),
-                extra={
-                    "http_method": scope["method"],
-                    "http_path": scope["path"],
-                    "http_route": route,
-                    "http_status": status,
-                    "duration_ms": round(seconds * 1000.0, 3),
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):  # the fields cost even when not logged
+                access_log.info(
+                    "method=%s path=%s route=%s status=%d duration_ms=%.2f bytes_in=%d client=%s",
+                    scope["method"],
+                    _field(scope["path"]),
+                    _field(route),
+                    status,
+                    seconds * 1000.0,
+                    state["bytes_in"],
+                    _field(scope["client"][0] if scope.get("client") else "-"),
+                    extra={
+                        "http_method": scope["method"],
+                        "http_path": scope["path"],
+                        "http_route": route,
+                        "http_status": status,
+                        "duration_ms": round(seconds * 1000.0, 3),
+                    },
+                )
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -140,7 +142,10 @@ def _content_length(scope: Scope) -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=64)
 def _is_json(content_type: bytes) -> bool:
+    # Cached: clients send the same few values, and the parse costs more than the rest of the
+    # checks together.
     message = email.message.Message()
     message["content-type"] = content_type.decode("latin-1")
     subtype = message.get_content_subtype()

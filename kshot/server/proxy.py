@@ -19,6 +19,7 @@ request is forwarded; ``"kshot": {"k": 0}`` forwards the request untouched.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from fastapi.responses import Response
 
 from kshot.model.transformers_lm import TransformersLM
 from kshot.server.collections import Collection
-from kshot.server.deps import ReadAccess, ServerState, get_state
+from kshot.server.deps import ReadAccess, ServerState, state_of
 from kshot.server.errors import ApiError
 from kshot.server.local_model import LocalModel
 from kshot.server.openai_schemas import (
@@ -41,9 +42,10 @@ from kshot.server.openai_schemas import (
     parse,
 )
 from kshot.server.responses import BODY, INDEX, PROXY, READ, errors, request_body
-from kshot.server.service import assemble_all, select_all
+from kshot.server.service import assemble_prompts, select_all
 from kshot.server.settings import BUNDLED_LOCAL_MODEL, CollectionConfig, ServerSettings
 from kshot.server.upstream import HttpUpstream, LocalUpstream, Upstream
+from kshot.types import Prompt, Scored
 
 __all__ = ["EXAMPLE_IDS_HEADER", "ProxyState", "insert_examples", "router"]
 
@@ -156,17 +158,18 @@ def _examples_for(
         filter=options.filter, exclude=(),
     )  # fmt: skip
 
-    def assemble(max_tokens: int | None, examples: Any) -> dict[str, Any]:
-        return assemble_all(
+    def assemble(max_tokens: int | None, examples: Sequence[Scored]) -> Prompt:
+        return assemble_prompts(
             state.counter, [query], [examples], template=None, order="similar_last",
             max_tokens=max_tokens, format="chat", seed=0,
         )[0]  # fmt: skip
 
-    bare = assemble(None, [])
-    prompt = assemble(bare["token_count"] + (budget or settings.max_example_tokens), found[0])
-    kept = {row["id"] for row in prompt["examples"]}
+    bare = assemble(None, ()).token_count
+    prompt = assemble(bare + (budget or settings.max_example_tokens), found[0])
+    kept = {s.example.id for s in prompt.examples}
     ids = [s.example.id for s in found[0] if s.example.id in kept]
-    return prompt["messages"][:-1], ids
+    assert prompt.messages is not None  # the chat format
+    return [dict(m) for m in prompt.messages[:-1]], ids
 
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ReadAccess])
@@ -184,7 +187,7 @@ async def chat_completions(request: Request) -> Response:
     chat = parse(ProxiedChat, body)
     options = chat.kshot or KshotOptions()
     body.pop("kshot", None)
-    state = get_state(request)
+    state = state_of(request)
     ids: list[str] = []
     passthrough = options.k == 0 or (not state.collections.by_name and chat.kshot is None)
     if not passthrough:

@@ -1,4 +1,4 @@
-"""The error responses each route documents in OpenAPI, with the body the server really sends.
+"""The error responses each route documents in OpenAPI, and the JSON answer of the hot routes.
 
 Every error body is :class:`~kshot.server.schemas.ErrorResponse`. The sets below follow where each
 error comes from: the middleware (413 on any request; 400, 408, 415 on a body), uvicorn's
@@ -11,8 +11,10 @@ which describes a body this server never sends.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from kshot.server.schemas import ErrorResponse
@@ -28,6 +30,7 @@ __all__ = [
     "WRITE",
     "errors",
     "finish_openapi",
+    "json_response",
     "request_body",
 ]
 
@@ -68,6 +71,28 @@ EXAMPLE = (404,)
 COLLECTION = (404,)
 #: Routes that create something named: the name is taken.
 CONFLICT = (409,)
+
+
+def _plain(value: object) -> object:
+    item = getattr(value, "item", None)  # a numpy scalar (a score) as its Python number
+    if callable(item):
+        return item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_response(content: dict[str, Any], status_code: int = 200) -> Response:
+    """``content`` as JSON bytes, encoded once.
+
+    A route that returns a dict under a ``response_model`` has FastAPI validate the dict into
+    the model and dump it again before encoding; the selection and prompt routes build their
+    dicts from kshot's own frozen records (whose shape the response models describe in
+    OpenAPI, and tests pin), so they return this instead. The encoding is Starlette's
+    ``JSONResponse``'s.
+    """
+    body = json.dumps(
+        content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain
+    ).encode("utf-8")
+    return Response(body, status_code, media_type="application/json")
 
 
 def errors(*groups: tuple[int, ...], passthrough: bool = False) -> dict[int | str, dict[str, Any]]:

@@ -8,6 +8,7 @@ Selection and assembly themselves are :func:`kshot.api.select_batch` and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from kshot.api import assemble, select_batch
@@ -20,7 +21,7 @@ from kshot.server.schemas import TemplateIn
 from kshot.server.settings import ServerSettings
 from kshot.types import Prompt, Scored
 
-__all__ = ["assemble_all", "select_all"]
+__all__ = ["assemble_all", "assemble_prompts", "select_all"]
 
 
 def select_all(
@@ -44,6 +45,44 @@ def select_all(
     return select_batch(index, queries, k, selector=spec, filter=filter, exclude=exclude)
 
 
+@lru_cache(maxsize=64)
+def _template(fields: tuple[tuple[str, str], ...]) -> PromptTemplate:
+    # Parsing five template strings per request cost as much as counting the prompt's tokens;
+    # a PromptTemplate is frozen, so one per distinct set of fields serves every request.
+    return PromptTemplate(**dict(fields))
+
+
+def assemble_prompts(
+    counter: LockedCounter | None,
+    queries: Sequence[str],
+    selections: Sequence[Sequence[Scored]],
+    *,
+    template: TemplateIn | None,
+    order: str,
+    max_tokens: int | None,
+    format: str,
+    seed: int,
+) -> list[Prompt]:
+    """Assemble one prompt per query (503 while the token counter loads)."""
+    if counter is None:
+        raise ApiError(503, "not_ready", "the token counter is not loaded yet; retry shortly")
+    fields = {} if template is None else template.model_dump(exclude_none=True)
+    template_ = _template(tuple(sorted(fields.items())))
+    return [
+        assemble(
+            query,
+            examples,
+            template=template_,
+            order=order,
+            max_tokens=max_tokens,
+            format=format,  # type: ignore[arg-type]
+            tokenizer=counter,
+            seed=seed,
+        )
+        for query, examples in zip(queries, selections, strict=True)
+    ]
+
+
 def assemble_all(
     counter: LockedCounter | None,
     queries: Sequence[str],
@@ -56,24 +95,12 @@ def assemble_all(
     seed: int,
 ) -> list[dict[str, Any]]:
     """Assemble one prompt per query and return them as response dicts."""
-    if counter is None:
-        raise ApiError(503, "not_ready", "the token counter is not loaded yet; retry shortly")
-    fields = {} if template is None else template.model_dump(exclude_none=True)
-    template_ = PromptTemplate(**fields)
-    out: list[dict[str, Any]] = []
-    for query, examples in zip(queries, selections, strict=True):
-        prompt: Prompt = assemble(
-            query,
-            examples,
-            template=template_,
-            order=order,
-            max_tokens=max_tokens,
-            format=format,  # type: ignore[arg-type]
-            tokenizer=counter,
-            seed=seed,
-        )
-        out.append({**prompt.to_dict(), "tokenizer": counter.name})
-    return out
+    prompts = assemble_prompts(
+        counter, queries, selections, template=template, order=order, max_tokens=max_tokens,
+        format=format, seed=seed,
+    )  # fmt: skip
+    name = counter.name if counter is not None else ""
+    return [{**prompt.to_dict(), "tokenizer": name} for prompt in prompts]
 
 
 def scored_rows(found: Sequence[Scored]) -> list[dict[str, Any]]:

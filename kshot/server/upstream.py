@@ -1,11 +1,13 @@
 """Where the proxy sends requests: a remote OpenAI-compatible server, or the local model.
 
 Both kinds answer ``send(method, path, body)`` with a Starlette response that the proxy returns
-as it is. :class:`HttpUpstream` streams the remote answer through chunk by chunk
-(nothing is buffered), retries connection errors, 429 and 5xx answers before any
-byte of the answer is passed on, and turns failures into OpenAI-style error answers: the
-upstream's own status and error body, 502 when it cannot be reached, 504 when it does not answer
-in time. It sends its own key (``KSHOT_UPSTREAM_API_KEY``) and no header of the client's request.
+as it is. :class:`HttpUpstream` (over :class:`~kshot.server.http_client.UpstreamClient`, one
+connection pool for the application's lifetime) passes the answer's bytes through as they are,
+streams an event stream through chunk by chunk (nothing is buffered), retries connection
+errors, 429 and 5xx answers before any byte of the answer is passed on, and turns failures into
+OpenAI-style error answers: the upstream's own status and error body, 502 when it cannot be
+reached, 504 when it does not answer in time. It sends its own key (``KSHOT_UPSTREAM_API_KEY``)
+and no header of the client's request.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ import asyncio
 import json
 import logging
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from kshot.model.openai_compat import _retry_after
 from kshot.server.errors import ApiError
+from kshot.server.http_client import (
+    UpstreamClient,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamTransportError,
+)
 from kshot.server.local_model import LocalModel
 
 __all__ = ["HttpUpstream", "LocalUpstream", "Upstream"]
@@ -31,6 +39,7 @@ _RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 #: Answer headers passed back to the client besides the content type (request ids, timings).
 _PASSED_PREFIXES = ("x-request-id", "openai-", "x-ratelimit-")
 _MAX_BACKOFF = 8.0
+_JSON = "application/json"
 
 
 class Upstream(Protocol):
@@ -78,7 +87,6 @@ class HttpUpstream:
         timeout: seconds to connect, and between bytes of the answer.
         retries: retries after the first attempt (connection errors, 408, 429, 5xx).
         backoff: the first retry's delay in seconds, doubling (a ``Retry-After`` header wins).
-        transport: an ``httpx`` async transport, for tests.
     """
 
     def __init__(
@@ -89,16 +97,13 @@ class HttpUpstream:
         timeout: float = 120.0,
         retries: int = 2,
         backoff: float = 0.25,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         url = base_url.rstrip("/")
-        self.base_url = url if httpx.URL(url).path not in ("", "/") else url + "/v1"
+        self.base_url = url if urlsplit(url).path not in ("", "/") else url + "/v1"
         self.retries = retries
         self.backoff = backoff
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            timeout=timeout, headers=headers, transport=transport, trust_env=False
-        )
+        self._client = UpstreamClient(self.base_url, headers=headers, timeout=timeout)
 
     @property
     def name(self) -> str:
@@ -109,8 +114,8 @@ class HttpUpstream:
         """Close the connection pool."""
         await self._client.aclose()
 
-    def _failure(self, exc: httpx.TransportError, attempts: int) -> ApiError:
-        if isinstance(exc, httpx.TimeoutException):
+    def _failure(self, exc: UpstreamTransportError, attempts: int) -> ApiError:
+        if isinstance(exc, UpstreamTimeout):
             return ApiError(
                 504,
                 "upstream_timeout",
@@ -125,20 +130,20 @@ class HttpUpstream:
             "(KSHOT_UPSTREAM) and that the server is running",
         )
 
-    async def _open(self, method: str, url: str, body: dict[str, Any] | None) -> httpx.Response:
+    async def _open(self, method: str, path: str, body: bytes | None) -> UpstreamResponse:
+        url = self.base_url + path
         attempt = 0
         while True:
-            request = self._client.build_request(method, url, json=body)
             try:
-                response = await self._client.send(request, stream=True)
-            except httpx.TransportError as exc:
+                response = await self._client.request(method, path, body, _JSON)
+            except UpstreamTransportError as exc:
                 if attempt >= self.retries:
                     raise self._failure(exc, attempt + 1) from exc
                 retry_after = None
             else:
                 if response.status_code not in _RETRY_STATUS or attempt >= self.retries:
                     return response
-                retry_after = response.headers.get("retry-after")
+                retry_after = response.header("retry-after")
                 await response.aclose()
             wait = _retry_after(retry_after)
             delay = min(self.backoff * 2**attempt if wait is None else wait, _MAX_BACKOFF)
@@ -149,32 +154,31 @@ class HttpUpstream:
 
     async def send(self, method: str, path: str, body: dict[str, Any] | None) -> Response:
         """Forward one request; stream the answer through when it is an event stream."""
-        url = self.base_url + path
-        response = await self._open(method, url, body)
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        response = await self._open(method, path, data)
         if response.status_code >= 400:
             try:
-                data = await response.aread()
+                answer = await response.read()
             finally:
                 await response.aclose()
+            url = self.base_url + path
             logger.info("upstream %s %s answered %d", method, url, response.status_code)
-            return _error_response(response.status_code, data, url)
-        headers = {
-            k: v for k, v in response.headers.items() if k.lower().startswith(_PASSED_PREFIXES)
-        }
-        media_type = response.headers.get("content-type")
+            return _error_response(response.status_code, answer, url)
+        headers = {k: v for k, v in response.headers if k.startswith(_PASSED_PREFIXES)}
+        media_type = response.header("content-type")
         if media_type is not None and media_type.startswith("text/event-stream"):
             return StreamingResponse(
-                response.aiter_bytes(),  # decoded: the client gets no content-encoding
+                response.aiter_bytes(),  # identity: the bytes are the upstream's
                 response.status_code,
                 headers=headers,
                 media_type=media_type,
                 background=BackgroundTask(response.aclose),
             )
         try:
-            data = await response.aread()
+            answer = await response.read()
         finally:
             await response.aclose()
-        return Response(data, response.status_code, headers=headers, media_type=media_type)
+        return Response(answer, response.status_code, headers=headers, media_type=media_type)
 
 
 class LocalUpstream:

@@ -21,6 +21,9 @@ One run (:func:`run_speed`) measures, on the same corpus and the same embeddings
 - **Scale** (``scale``, e.g. 1,000,000): kshot alone: build rate from precomputed vectors, p50/p99
   of ``similarity``, ``mmr``, ``jaccard``, ``bm25``, recall@k of the approximate index against
   exact search, resident memory.
+- **HTTP** (``http``): ``POST /v1/select`` on a real ``kshot serve`` process beside a bare
+  FastAPI app making the same in-process call (:mod:`kshot.bench.speed.http_peer`) and the call
+  itself without HTTP, interleaved: the server's overhead next to the bare round trip.
 - **Encoder**: MiniLM sentences/s on CPU (torch), and ONNX fp32 / int8 (dynamic quantisation)
   when ``onnxruntime`` and ``onnx`` import, with top-10 neighbour agreement against torch fp32.
 

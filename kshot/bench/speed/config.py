@@ -61,6 +61,12 @@ class SpeedConfig:
     ivf_from: int = 50_000
     """At comparison sizes from this one up, also measure kshot over an IVF index (nprobe tuned
     by kshot) next to its default exact index."""
+    http: bool = True
+    """Time ``POST /v1/select`` on ``kshot serve`` beside a bare FastAPI app (see ``http``)."""
+    http_size: int = 10_000
+    http_requests: int = 300
+    """Requests per HTTP arm (after ``http_warm_up`` more), interleaved."""
+    http_warm_up: int = 20
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -123,13 +123,67 @@ def targets(r: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         None if sp is None else (sp >= 3.0 and (agree or 0) >= 0.9),
         f"{_fmt(sp, 2)}x, top-10 agreement {_fmt(agree, 3)}",
     )
+    h = r.get("http") or {}
+    over = h.get("kshot_minus_bare_p50_ms")
+    add(
+        "HTTP: kshot's server overhead within 0.3 ms of a bare FastAPI round trip (paired median)",
+        None,
+        None if over is None else bool(h.get("goal_met")),
+        f"kshot overhead {_fmt(h.get('kshot_overhead_p50_ms'))} ms, bare FastAPI round trip "
+        f"{_fmt(h.get('bare_fastapi_round_trip_p50_ms'))} ms: {_fmt(over)} ms apart "
+        f"(paired {_fmt(h.get('kshot_minus_bare_paired_median_ms'))} ms)",
+    )
     return rows
+
+
+def _http_lines(h: Mapping[str, Any]) -> list[str]:
+    if not h:
+        return []
+    lines = [
+        "",
+        f"## HTTP: `kshot serve` vs a bare FastAPI app ({h['n']:,} examples, {h['encoder']}, "
+        f"{h['selector']}, k={h['k']})",
+        "",
+        "`POST /v1/select` on `kshot serve INDEX --read-only` and on a plain FastAPI app making "
+        "the same in-process call (`kshot/bench/speed/http_peer.py`), and that call without "
+        "HTTP, interleaved request by request from one keep-alive client each.",
+        "",
+        "| arm | p50 ms | p99 ms | mean ms |",
+        "|---|---|---|---|",
+    ]
+    for arm, f in h["arms"].items():
+        lines.append(
+            f"| {arm} | {_fmt(f['p50_ms'], 3)} | {_fmt(f['p99_ms'], 3)} | {_fmt(f['mean_ms'], 3)} |"
+        )
+    lines += [
+        "",
+        f"kshot's overhead {_fmt(h['kshot_overhead_p50_ms'], 3)} ms, the bare FastAPI round trip "
+        f"{_fmt(h['bare_fastapi_round_trip_p50_ms'], 3)} ms: kshot costs "
+        f"{_fmt(h['kshot_minus_bare_p50_ms'], 3)} ms more at p50 (median of paired differences "
+        f"{_fmt(h['kshot_minus_bare_paired_median_ms'], 3)} ms; ratio of p50s "
+        f"{_fmt(h['ratio_p50'], 2)}x); load average after {h['loadavg_after']}.",
+    ]
+    cpu = h.get("server_cpu_ms_per_request")
+    if cpu:
+        lines += [
+            "",
+            f"Server CPU per request (user + system): kshot {_fmt(cpu['kshot'], 3)} ms, bare "
+            f"FastAPI {_fmt(cpu['bare_fastapi'], 3)} ms: {_fmt(h['kshot_minus_bare_cpu_ms'], 3)} "
+            "ms apart (the figure the machine's load inflates least).",
+        ]
+    return lines
 
 
 def write_markdown(r: Mapping[str, Any], path: Path) -> None:
     """Write the results tables and the targets."""
     lines = ["# kshot speed benchmark", ""]
-    run = r.get("compare_run") or r.get("scale_run") or r.get("encoder_run") or {}
+    run = (
+        r.get("compare_run")
+        or r.get("scale_run")
+        or r.get("encoder_run")
+        or r.get("http_run")
+        or {}
+    )
     machine = run.get("machine", {})
     lines += [
         f"Machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs, load average "
@@ -235,6 +289,7 @@ def write_markdown(r: Mapping[str, Any], path: Path) -> None:
                 f"{_fmt(m['ratio_p50'], 1)}x | {_fmt(m['ratio_p50_cpu'], 1)}x | "
                 f"{_fmt(m['same_picks'], 3)} |"
             )
+    lines += _http_lines(r.get("http") or {})
     lex = r.get("lexical_vs_ngram") or {}
     if lex:
         lines += ["", f"## Lexical at {lex.get('n'):,} examples", ""]

@@ -20,6 +20,7 @@ from kshot.bench.speed.compare import compare_at, lexical_vs_ngram, mmr_rerank
 from kshot.bench.speed.config import SpeedConfig
 from kshot.bench.speed.data import load_data, minilm_encoder
 from kshot.bench.speed.encoder import encoder_speed
+from kshot.bench.speed.http import http_vs_fastapi
 from kshot.bench.speed.scale import at_scale
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ def run_speed(config: SpeedConfig) -> Path:
     if config.scale:
         results["scale"] = at_scale(config.scale, config)
         results["scale_run"] = run_info
+    if config.http:
+        results["http"] = http_vs_fastapi(config)
+        results["http_run"] = run_info
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
     os.replace(tmp, path)
@@ -88,6 +92,8 @@ def _parse(argv: Sequence[str] | None) -> SpeedConfig:
     p.add_argument("--scale", type=int, default=None, help="also measure kshot alone at this size")
     p.add_argument("--no-compare", action="store_true", help="skip the LangChain comparison")
     p.add_argument("--no-encoder", action="store_true", help="skip the encoder throughput")
+    p.add_argument("--no-http", action="store_true", help="skip kshot serve vs bare FastAPI")
+    p.add_argument("--http-requests", type=int, default=SpeedConfig.http_requests)
     p.add_argument("--k", type=int, default=SpeedConfig.k)
     p.add_argument("--fetch-k", type=int, default=SpeedConfig.fetch_k)
     p.add_argument("--queries", type=int, default=SpeedConfig.n_queries)
@@ -110,6 +116,8 @@ def _parse(argv: Sequence[str] | None) -> SpeedConfig:
         scale=a.scale,
         compare=not a.no_compare,
         encoder=not a.no_encoder,
+        http=not a.no_http,
+        http_requests=a.http_requests,
         k=a.k,
         fetch_k=a.fetch_k,
         n_queries=a.queries,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,16 @@ def rss_mb() -> float:
         return float(psutil.Process().memory_info().rss) / 2**20
     except ImportError:  # pragma: no cover - psutil is in the bench extra's environment
         return float("nan")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds another process ``pid`` has used so far (Linux ``/proc``).
+
+    For server processes under a benchmark's load: a busy machine makes every wake-up wait for
+    a core, which wall time counts and CPU time does not.
+    """
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb() -> float:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from kshot.server.deps import IndexDep, ReadAccess, SettingsDep, StateDep
-from kshot.server.responses import BODY, INDEX, READ, errors
+from kshot.server.responses import BODY, INDEX, READ, errors, json_response
 from kshot.server.schemas import (
     PromptBatchRequest,
     PromptBatchResponse,
@@ -29,22 +28,22 @@ router = APIRouter(
 @router.post("/prompt", response_model=PromptResponse)
 def prompt(
     body: PromptRequest, index: IndexDep, settings: SettingsDep, state: StateDep
-) -> dict[str, Any]:
+) -> Response:
     """Select examples for the query and assemble them into a prompt within the token budget."""
     found = select_all(
         index, settings, [body.query], k=body.k, selector=body.selector, params=body.params,
         filter=body.filter, exclude=body.exclude,
     )  # fmt: skip
-    return assemble_all(
+    return json_response(assemble_all(
         state.counter, [body.query], found, template=body.template, order=body.order,
         max_tokens=body.max_tokens, format=body.format, seed=body.seed,
-    )[0]  # fmt: skip
+    )[0])  # fmt: skip
 
 
 @router.post("/prompt:batch", response_model=PromptBatchResponse)
 def prompt_batch(
     body: PromptBatchRequest, index: IndexDep, settings: SettingsDep, state: StateDep
-) -> dict[str, Any]:
+) -> Response:
     """Select and assemble a prompt for each of many queries (one encoder call)."""
     found = select_all(
         index, settings, body.queries, k=body.k, selector=body.selector, params=body.params,
@@ -54,4 +53,4 @@ def prompt_batch(
         state.counter, body.queries, found, template=body.template, order=body.order,
         max_tokens=body.max_tokens, format=body.format, seed=body.seed,
     )  # fmt: skip
-    return {"prompts": prompts}
+    return json_response({"prompts": prompts})

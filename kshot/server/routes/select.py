@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from kshot.server.deps import IndexDep, ReadAccess, SettingsDep
-from kshot.server.responses import BODY, INDEX, READ, errors
+from kshot.server.responses import BODY, INDEX, READ, errors, json_response
 from kshot.server.schemas import (
     SelectBatchRequest,
     SelectBatchResponse,
@@ -27,22 +26,20 @@ router = APIRouter(
 
 
 @router.post("/select", response_model=SelectResponse)
-def select(body: SelectRequest, index: IndexDep, settings: SettingsDep) -> dict[str, Any]:
+def select(body: SelectRequest, index: IndexDep, settings: SettingsDep) -> Response:
     """Pick up to k examples for one query, best first."""
     found = select_all(
         index, settings, [body.query], k=body.k, selector=body.selector, params=body.params,
         filter=body.filter, exclude=body.exclude,
     )  # fmt: skip
-    return {"examples": scored_rows(found[0])}
+    return json_response({"examples": scored_rows(found[0])})
 
 
 @router.post("/select:batch", response_model=SelectBatchResponse)
-def select_batch(
-    body: SelectBatchRequest, index: IndexDep, settings: SettingsDep
-) -> dict[str, Any]:
+def select_batch(body: SelectBatchRequest, index: IndexDep, settings: SettingsDep) -> Response:
     """Pick up to k examples for each of many queries (one encoder call)."""
     found = select_all(
         index, settings, body.queries, k=body.k, selector=body.selector, params=body.params,
         filter=body.filter, exclude=body.exclude,
     )  # fmt: skip
-    return {"results": [{"examples": scored_rows(f)} for f in found]}
+    return json_response({"results": [{"examples": scored_rows(f)} for f in found]})
