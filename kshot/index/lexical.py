@@ -1,6 +1,6 @@
 r"""Lexical index behind the ``jaccard`` and ``bm25`` selectors.
 
-This module is about 600 lines, over the usual 500: the segment structure (append, tombstone,
+This module is about 670 lines, over the usual 500: the segment structure (append, tombstone,
 LSM-style merge) and the two scorers that read it share one layout of flat numpy arrays, and
 splitting the scorers from the segments would expose that layout between modules.
 
@@ -21,7 +21,10 @@ tombstoned documents) LSM-style when a newer segment grows close to its predeces
 when there are more than ``max_segments``.
 
 Jaccard is exact over token *sets* and incremental: a query reads only the postings of its own
-tokens, so it touches only the documents that share a token with it.
+tokens, so it touches only the documents that share a token with it. A large segment also keeps
+one bit per document for each of its 64 most frequent terms (8 bytes a document): the common
+words of a query, whose postings together can be as long as the corpus, are counted for every
+document at once by a popcount instead.
 
 BM25 (Lucene variant, ``k1 = 1.5``, ``b = 0.75``) is scored by the ``bm25s`` library, whose IDF
 is global to the corpus. Its index is rebuilt
