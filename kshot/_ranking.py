@@ -78,7 +78,8 @@ def _top_k_1d(s: FloatArray, k: int, ids: npt.NDArray[Any] | None) -> IntArray:
                 sub_ids = None if ids is None else ids[above]
                 return above[_top_k_1d(s[above], k, sub_ids)]
         if threshold is None:
-            threshold = s[np.argpartition(-s, k - 1)[k - 1]]
+            # the k-th largest value; partition moves no index array and negates no copy
+            threshold = np.partition(s, n - k)[n - k]
             above = np.flatnonzero(s > threshold)
         tied = np.flatnonzero(s == threshold)
         need = k - above.shape[0]

@@ -1,6 +1,6 @@
 r"""Lexical index behind the ``jaccard`` and ``bm25`` selectors.
 
-This module is about 600 lines, over the usual 500: the segment structure (append, tombstone,
+This module is about 670 lines, over the usual 500: the segment structure (append, tombstone,
 LSM-style merge) and the two scorers that read it share one layout of flat numpy arrays, and
 splitting the scorers from the segments would expose that layout between modules.
 
@@ -21,7 +21,10 @@ tombstoned documents) LSM-style when a newer segment grows close to its predeces
 when there are more than ``max_segments``.
 
 Jaccard is exact over token *sets* and incremental: a query reads only the postings of its own
-tokens, so it touches only the documents that share a token with it.
+tokens, so it touches only the documents that share a token with it. A large segment also keeps
+one bit per document for each of its 64 most frequent terms (8 bytes a document): the common
+words of a query, whose postings together can be as long as the corpus, are counted for every
+document at once by a popcount instead.
 
 BM25 (Lucene variant, ``k1 = 1.5``, ``b = 0.75``) is scored by the ``bm25s`` library, whose IDF
 is global to the corpus. Its index is rebuilt
@@ -57,6 +60,12 @@ __all__ = ["LexicalIndex", "tokenize"]
 logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\w+")
+#: Segments of at least this many documents keep bits for their most frequent terms ...
+_BITS_MIN_DOCS = 4096
+#: ... at most this many terms (one uint64 per document) ...
+_BITS = 64
+#: ... each held by at least one document in this many.
+_BITS_MIN_SHARE = 64
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -99,6 +108,9 @@ class _Segment:
 
     __slots__ = (
         "alive",
+        "bit_terms",
+        "bit_values",
+        "bits",
         "doc_ptr",
         "doc_terms",
         "doc_tf",
@@ -130,6 +142,34 @@ class _Segment:
         self.alive: Bool = np.ones(n, dtype=bool)
         self.n_dead = 0
         self.min_len = int(set_len.min()) if n else 0
+        self._build_bits()
+
+    def _build_bits(self) -> None:
+        """One bit per document for each of the segment's most frequent terms.
+
+        A query sharing a few common words with most documents would otherwise count its
+        overlaps by adding up postings as long as the corpus, once per common word; with the
+        bits, the common words of a query are counted for every document by one AND and one
+        popcount over an array of 8 bytes per document.
+        """
+        n = len(self)
+        df = np.diff(self.term_ptr)
+        frequent = np.flatnonzero(df * _BITS_MIN_SHARE >= n) if n >= _BITS_MIN_DOCS else df[:0]
+        # the most frequent first (ties by term id), kept in term order for the lookups
+        frequent = np.sort(frequent[np.argsort(-df[frequent], kind="stable")[:_BITS]])
+        self.bits = np.zeros(n if len(frequent) else 0, dtype=np.uint64)
+        self.bit_terms: I32 = self.term_ids[frequent]
+        self.bit_values = np.left_shift(np.uint64(1), np.arange(len(frequent), dtype=np.uint64))
+        for bit, term in zip(self.bit_values, frequent.tolist(), strict=True):
+            self.bits[self.post_docs[self.term_ptr[term] : self.term_ptr[term + 1]]] |= bit
+
+    def split_terms(self, terms: I64) -> tuple[np.uint64, I64]:
+        """The bit mask of ``terms`` (sorted) that have bits here, and the other terms."""
+        loc = np.searchsorted(self.bit_terms, terms)
+        hit = loc < self.bit_terms.shape[0]
+        hit[hit] = self.bit_terms[loc[hit]] == terms[hit]
+        mask = np.bitwise_or.reduce(self.bit_values[loc[hit]], initial=np.uint64(0))
+        return np.uint64(mask), terms[~hit]
 
     def __len__(self) -> int:
         return int(self.rowids.shape[0])
@@ -142,6 +182,7 @@ class _Segment:
     def nbytes(self) -> int:
         arrays = (
             self.rowids,
+            self.bits,
             self.set_len,
             self.doc_ptr,
             self.doc_terms,
@@ -178,6 +219,22 @@ class _Segment:
         if len(starts) == 1:
             return self.post_docs[starts[0] : ends[0]]
         return np.concatenate([self.post_docs[a:b] for a, b in zip(starts, ends, strict=True)])
+
+
+def _shared_counts(seg: _Segment, common: np.uint64, post: I32, n_terms: int) -> npt.NDArray[Any]:
+    """How many of a query's terms each document of ``seg`` holds (dead documents included).
+
+    ``common`` holds the bits of the query's frequent terms, ``post`` the postings of the rest.
+    """
+    if not common:
+        return np.bincount(post, minlength=len(seg))
+    counts: npt.NDArray[Any] = np.bitwise_count(seg.bits & common)
+    if n_terms > np.iinfo(np.uint8).max:  # the popcount's uint8 could not hold the sum
+        counts = counts.astype(np.int64)
+    if post.shape[0]:
+        docs, extra = np.unique(post, return_counts=True)
+        counts[docs] += extra.astype(counts.dtype)
+    return counts
 
 
 class LexicalIndex:
@@ -455,11 +512,12 @@ class LexicalIndex:
         parts: list[tuple[I64, F64]] = []
         dense: list[tuple[_Segment, npt.NDArray[np.int64], int]] = []
         for seg in self._segments:
-            post = seg.postings(terms)
-            if post.shape[0] == 0:
+            common, rare = seg.split_terms(terms)
+            post = seg.postings(rare)
+            if post.shape[0] == 0 and not common:
                 continue
             n = len(seg)
-            if post.shape[0] * 8 <= n:
+            if not common and post.shape[0] * 8 <= n:
                 uniq, cnt = np.unique(post, return_counts=True)
                 pos = uniq.astype(np.int64)
                 inter = cnt.astype(np.int64, copy=False)
@@ -468,7 +526,7 @@ class LexicalIndex:
                     pos, inter = pos[keep], inter[keep]
                 parts.append(self._jaccard_scores(seg, pos, inter, qlen, allow, excl))
                 continue
-            counts = np.bincount(post, minlength=n)
+            counts = _shared_counts(seg, common, post, int(terms.shape[0]))
             if seg.n_dead:
                 counts[~seg.alive] = 0
             # x_hi: the largest shared-term count that at least k documents reach
@@ -546,14 +604,16 @@ class LexicalIndex:
         retriever = self._bm25
         rowids = self._bm25_rowids
         if retriever is None:  # no document holds a token: every score is zero
-            scores = np.zeros(rowids.shape[0])
+            scores = np.zeros(rowids.shape[0], np.float32)
         else:
             vocab = self._vocab
             q_ids = [vocab[t] for t in tokenize(query) if t in vocab]
-            scores = np.asarray(retriever.get_scores_from_ids(q_ids), dtype=np.float64)
+            # bm25s sums in float32; top-k runs on those values, only the k picks are widened
+            scores = np.asarray(retriever.get_scores_from_ids(q_ids))
+        # Positions are in row-id order (the row ids ascend), so ties need no ids to break them.
         if allow is None and excl is None:
-            sel = top_k(scores, k, ids=rowids)
-            return rowids[sel], scores[sel]
+            sel = top_k(scores, k)
+            return rowids[sel], scores[sel].astype(np.float64)
         if allow is None:
             cand = np.flatnonzero(~_member(rowids, excl if excl is not None else rowids[:0]))
         else:
@@ -562,8 +622,8 @@ class LexicalIndex:
             cand = pos[rowids[pos] == allow]
             if excl is not None:
                 cand = cand[~_member(rowids[cand], excl)]
-        sel = top_k(scores[cand], k, ids=rowids[cand])
-        return rowids[cand[sel]], scores[cand[sel]]
+        sel = top_k(scores[cand], k)  # cand ascends too
+        return rowids[cand[sel]], scores[cand[sel]].astype(np.float64)
 
     @staticmethod
     def _per_query(flt: BatchIdFilter, m: int) -> list[npt.ArrayLike | None]:

@@ -112,6 +112,18 @@ class SlotView:
         slots[valid] = cols.slots_of_rows(rows[valid])
         return scores, slots
 
+    def slot_matrix(self) -> tuple[object, Floats, Mask | None] | None:
+        """Every slot's vector for an exact scan, or ``None`` where the vector index is not exact.
+
+        ``(owner, vectors, alive)``: ``vectors`` is ``(slots, dim)``, tombstones included, and
+        ``alive`` the live slots (``None`` when all are live). ``owner`` is the same object for as
+        long as a slot's vector cannot change (slots only grow), so a selector can cache a layout.
+        """
+        if self._vectors().factory != "Flat":
+            return None
+        cols = self._columns
+        return cols, cols.vectors[: cols.n], cols.alive[: cols.n] if cols.dead else None
+
     def slot_vectors(self, slots: npt.ArrayLike) -> Floats:
         """The stored vectors at ``slots``."""
         return self._columns.vectors[np.asarray(slots, np.intp)]

@@ -137,8 +137,11 @@ class BaseSelector:
                     f"got {type(params).__name__}"
                 )
             self.params = params
+        elif params is None or (isinstance(params, Mapping) and not params):
+            # Parameters are frozen, so one default object serves every selector built per call.
+            self.params = _default_params(self.Params)
         else:
-            self.params = self.Params.from_mapping(params or {}, selector=self.name)
+            self.params = self.Params.from_mapping(params, selector=self.name)
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
@@ -284,6 +287,16 @@ class BaseSelector:
             if not lacking or reached_all or want >= available:
                 return picks
             want = min(available, want * 4)
+
+
+_DEFAULTS: dict[type[SelectorParams], SelectorParams] = {}
+
+
+def _default_params(cls: type[SelectorParams]) -> SelectorParams:
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        found = _DEFAULTS[cls] = cls()
+    return found
 
 
 _SelectorClass = TypeVar("_SelectorClass", bound=type[BaseSelector])

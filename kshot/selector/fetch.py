@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from kshot.selector.scan import exact_scan
 from kshot.selector.view import IndexView
 from kshot.types import Mask
 
@@ -36,13 +37,31 @@ def nearest(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Top-``n`` slots per query by cosine similarity, ties by insertion order (lower slot first).
 
-    FAISS finds the candidates; their scores are then recomputed exactly from the stored vectors
+    The candidates come from an exact scan of a small index (:mod:`kshot.selector.scan`) or from
+    the index's vector search; their scores are then recomputed exactly from the stored vectors
     and re-sorted, because FAISS orders equal scores by neither slot nor batch-independent
     arithmetic (a batched search rounds differently from a single one). The recomputation is
-    element-wise, so a query's scores do not depend on the batch it came in. ``-1`` pads rows
-    with fewer than ``n`` candidates (score ``-inf``).
+    element-wise, so a query's scores depend neither on the batch it came in nor on the path
+    that found its candidates. ``-1`` pads rows with fewer than ``n`` candidates (score ``-inf``).
     """
-    _, slots = index.vector_search(vectors, n, mask)
+    return vector_fetcher(index, vectors, mask)(n)
+
+
+def vector_fetcher(index: IndexView, vectors: npt.NDArray[np.float32], mask: Mask | None) -> Fetch:
+    """``fetch(n)``: :func:`nearest` for the given query vectors; a scan runs once for all ``n``."""
+    scan = exact_scan(index, vectors, mask)
+
+    def fetch(n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        slots = index.vector_search(vectors, n, mask)[1] if scan is None else scan.top(n)
+        return _rescored(index, vectors, slots)
+
+    return fetch
+
+
+def _rescored(
+    index: IndexView, vectors: npt.NDArray[np.float32], slots: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Candidate ``slots`` (``-1``: none) with exact float64 scores, best first, ties by slot."""
     valid = slots >= 0
     scores = np.full(slots.shape, -np.inf)
     # Gather candidate vectors a block of queries at a time: (m, n, d) at once can be gigabytes.
@@ -53,15 +72,8 @@ def nearest(
         scores[block] = np.einsum("mnd,md->mn", candidates, vectors[block], dtype=np.float64)
     scores[~valid] = -np.inf
     order = np.lexsort((np.where(valid, slots, _NO_SLOT), -scores), axis=-1)
-    return (
-        np.take_along_axis(scores, order, axis=1),
-        np.take_along_axis(slots, order, axis=1),
-    )
-
-
-def vector_fetcher(index: IndexView, vectors: npt.NDArray[np.float32], mask: Mask | None) -> Fetch:
-    """``fetch(n)`` over the vector index: :func:`nearest` for the given query vectors."""
-    return lambda n: nearest(index, vectors, n, mask)
+    rows = np.arange(len(slots))[:, None]
+    return scores[rows, order], slots[rows, order]
 
 
 def lexical_fetcher(

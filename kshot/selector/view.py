@@ -82,6 +82,16 @@ class IndexView(Protocol):
         """Top-``k`` live slots by cosine similarity inside ``mask``; ``-1`` pads short rows."""
         ...
 
+    def slot_matrix(self) -> tuple[object, npt.NDArray[np.float32], Mask | None] | None:
+        """``(owner, vectors, alive)`` of every slot when the vector index is exact, else ``None``.
+
+        ``vectors`` has one row per slot (tombstones included), ``alive`` marks the live slots
+        (``None``: all of them). The rows below a given count never change while ``owner`` (a
+        hashable, weak-referenceable object) stays the same, so a layout derived from them can be
+        cached under it and extended as slots are appended.
+        """
+        ...
+
     def slot_vectors(self, slots: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """The stored embeddings at ``slots``."""
         ...

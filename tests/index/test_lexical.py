@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kshot.errors import DataError, NotFoundError, QueryError
+from kshot.index import lexical
 from kshot.index.lexical import LexicalIndex, tokenize
 
 WORDS = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango"]
@@ -40,6 +41,12 @@ def brute_jaccard(
     rows.sort()
     top = rows[:k]
     return [r for _, r in top], [-s for s, _ in top]
+
+
+def frequent_term_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep frequent-term bits in segments of any size, for the most frequent terms of each."""
+    monkeypatch.setattr(lexical, "_BITS_MIN_DOCS", 1)
+    monkeypatch.setattr(lexical, "_BITS_MIN_SHARE", 1 << 40)
 
 
 def build(texts: list[str], start: int = 0, **kw: object) -> tuple[LexicalIndex, dict[int, str]]:
@@ -224,9 +231,18 @@ def test_empty_index() -> None:
     assert len(idx) == 0
 
 
+@pytest.mark.parametrize("bits", [False, True])
 @pytest.mark.parametrize("k", [1, 5, 40])
-def test_jaccard_pruned_path_exact_on_zipf_corpus(k: int) -> None:
-    """Large postings take the bincount + count-level pruning path; compare to brute force."""
+def test_jaccard_pruned_path_exact_on_zipf_corpus(
+    k: int, bits: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large postings take the counting + count-level pruning path; compare to brute force.
+
+    With ``bits``, every segment keeps bits for its most frequent terms (the default keeps them
+    from 4096 documents up), so the common words of a query are counted by popcount.
+    """
+    if bits:
+        frequent_term_bits(monkeypatch)
     rng = np.random.default_rng(k)
     vocab = [f"w{i}" for i in range(300)]
     p = 1.0 / np.arange(1, 301) ** 1.1
@@ -251,6 +267,7 @@ def test_jaccard_pruned_path_exact_on_zipf_corpus(k: int) -> None:
             exp_ids, exp_scores = brute_jaccard(by_id, query, k, allow, {5, 6})
             assert ids_.tolist() == exp_ids
             np.testing.assert_allclose(scores, exp_scores)
+    assert all(len(seg.bit_terms) == 64 for seg in idx._segments) == bits
 
 
 @settings(max_examples=30)
@@ -262,3 +279,67 @@ def test_document_frequencies_count_live_documents(texts: list[str], data: st.Da
     live = [set(tokenize(t)) for rid, t in by_id.items() if rid not in gone]
     asked = [*WORDS[:5], "absent"]
     assert idx.document_frequencies(asked) == {w: sum(w in doc for doc in live) for w in asked}
+
+
+@settings(max_examples=60)
+@given(texts_st, st.lists(st.sampled_from(WORDS), min_size=1, max_size=8), st.integers(1, 8))
+def test_jaccard_with_frequent_term_bits_matches_python_sets(
+    texts: list[str], words: list[str], k: int
+) -> None:
+    query = " ".join(words)
+    with pytest.MonkeyPatch.context() as patch:
+        frequent_term_bits(patch)
+        idx, by_id = build(texts)
+        gone = sorted(by_id)[::4]
+        idx.remove(np.array(gone, dtype=np.int64))
+        for g in gone:
+            del by_id[g]
+        ids, scores = idx.jaccard_top_k(query, k)
+        terms = idx._query_terms(query)[0]
+        common, rare = idx._segments[0].split_terms(terms)
+    exp_ids, exp_scores = brute_jaccard(by_id, query, k)
+    assert ids.tolist()[: len(exp_ids)] == exp_ids[: len(ids)]
+    np.testing.assert_allclose(scores[: len(exp_scores)], exp_scores[: len(scores)])
+    # Every known word of the query is a frequent term here: the popcount path counted them all.
+    assert rare.size == 0 and (common != 0) == (terms.size > 0)
+
+
+def test_jaccard_bits_count_a_query_of_more_terms_than_a_byte_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frequent_term_bits(monkeypatch)
+    vocab = [f"t{i}" for i in range(400)]
+    texts = [" ".join(vocab[i : i + 300]) for i in range(0, 100, 10)] + ["t1 t2", "t399"]
+    idx, by_id = build(texts)
+    query = " ".join(vocab[:300])  # 300 distinct known terms: counts past 255
+    ids, scores = idx.jaccard_top_k(query, 3)
+    exp_ids, exp_scores = brute_jaccard(by_id, query, 3)
+    assert ids.tolist() == exp_ids and scores[0] == 1.0
+    np.testing.assert_allclose(scores, exp_scores)
+
+
+def test_bm25_equals_bm25s_scores_bit_for_bit_with_ties_and_filters() -> None:
+    """The index's BM25 is bm25s's float32 scores, ranked by score then row id, in full."""
+    rng = np.random.default_rng(3)
+    vocab = [f"w{i}" for i in range(30)]
+    texts = [" ".join(rng.choice(vocab, size=rng.integers(1, 8))) for _ in range(300)]
+    texts += texts[:60]  # duplicates: equal scores that only the row id orders
+    idx, _ = build(texts)
+    ref = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    ref.index([tokenize(t) for t in texts], show_progress=False)
+    allowed = np.arange(0, len(texts), 2) * 3
+    for q in [" ".join(rng.choice(vocab, size=4)) for _ in range(25)] + ["nothing known"]:
+        ref_scores = ref.get_scores(tokenize(q)) if tokenize(q)[0] in vocab else None
+        if ref_scores is None:
+            ref_scores = np.zeros(len(texts), np.float32)
+        for allow, exclude in [(None, None), (allowed, np.array([0, 6, 9]))]:
+            ids, scores = idx.bm25_top_k(q, 25, allowed=allow, exclude=exclude)
+            pool = [
+                i
+                for i in range(len(texts))
+                if (allow is None or 3 * i in allow) and (exclude is None or 3 * i not in exclude)
+            ]
+            order = sorted(pool, key=lambda i: (-ref_scores[i], i))[:25]
+            assert ids.tolist() == [3 * i for i in order]
+            assert scores.dtype == np.float64
+            np.testing.assert_array_equal(scores, ref_scores[order].astype(np.float64))

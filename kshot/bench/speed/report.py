@@ -79,6 +79,16 @@ def targets(r: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             f"p50 {_fmt(p50)} ms (cpu {_fmt(_get(s, sel, 'cpu_p50_ms'))} ms)",
         )
     comp = r.get("compare") or {}
+    small = comp.get("10000")
+    if small is not None:  # both sides scan exactly here: kshot's small-index path
+        lat = _get(small, "similarity", "vector", "latency_ratio_p50")
+        lat_cpu = _get(small, "similarity", "vector", "latency_ratio_p50_cpu")
+        add(
+            "similarity vs LangChain at 10,000: per-query latency >= 2x lower (vector in hand)",
+            None,
+            None if lat is None else lat >= 2.0,
+            f"{_fmt(lat, 1)}x (cpu {_fmt(lat_cpu, 1)}x)",
+        )
     big = comp.get("100000") or (comp[max(comp, key=int)] if comp else None)
     if big is not None:
         for sel in ("similarity", "mmr"):
