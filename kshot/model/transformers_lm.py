@@ -13,6 +13,9 @@ share the nodes of their common prefix), and a 4D attention mask lets every node
 and its own ancestors only (position ids count the depth after the prompt), which is exactly the
 computation of one row per label without the copies or the repeated prefixes. The prompt pass
 keeps the last position's logits only. Labels of one token need no second pass at all.
+A model with sliding-window layers (Gemma 3: 512 positions) keeps only the window in those
+layers' cache, so a prompt whose prompt and tree overflow the window is scored label by label
+with full passes instead (the same numbers, slower).
 
 Tokenisation at the prompt/label boundary: a label's tokens are ``tokens(prompt + label)`` minus
 ``tokens(prompt)`` when the latter is a prefix of the former (the usual case, and exactly what
@@ -96,6 +99,23 @@ def _load_gguf(locate: Callable[[], Path], cached: Path) -> tuple[Any, Any, str]
         del lm.config.quantization_config
     save_atomically(cached, tokenizer, lm)
     return tokenizer, lm, f"GGUF {gguf} (first load: dequantised)"
+
+
+def _sliding_window(config: Any) -> int | None:
+    """The attention window of a model with sliding-window layers (Gemma 2/3, Mistral), else None.
+
+    Errs towards a window: a model that has one and says so in no other field is treated as
+    using it, which costs long prompts speed, never correctness.
+    """
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0:
+        return None
+    if getattr(config, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return window
 
 
 class TransformersLM:
@@ -305,29 +325,40 @@ class TransformersLM:
             conts = self._label_tokens(ids, text, special, labels)
             encoded.append((ids, conts, _LabelTrie(conts)))
         out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
-        # Batch prompts of similar length; rows x (prompt + all continuation tokens) stays under
-        # max_batch_tokens (a prompt that alone exceeds it gets a batch of its own).
+        window = _sliding_window(self.model.config)
+        # Batch prompts of similar length; rows x (padded prompt + continuation tokens) stays
+        # under max_batch_tokens (a prompt that alone exceeds it gets a batch of its own). With
+        # sliding-window layers, the cache keeps the last `window` positions only, so the
+        # continuation pass needs all of a batch's columns inside the window: a prompt whose
+        # own columns overflow it is scored label by label instead (exact, slower).
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         batches: list[list[int]] = []
-        widest = 0
+        one_by_one: list[int] = []
+        longest = 0  # the batch's widest prefix tree (prompts come shortest first)
         for i in order:
             prompt_ids, _, trie = encoded[i]
-            width = len(prompt_ids) + len(trie.tokens)
+            if window is not None and len(prompt_ids) + len(trie.tokens) >= window:
+                one_by_one.append(i)
+                continue
             cur = batches[-1] if batches else None
+            columns = len(prompt_ids) + max(longest, len(trie.tokens))
             if (
                 cur is not None
                 and len(cur) < self.batch_size
-                and (len(cur) + 1) * max(widest, width) <= self.max_batch_tokens
+                and (len(cur) + 1) * columns <= self.max_batch_tokens
+                and (window is None or columns < window)
             ):
                 cur.append(i)
-                widest = max(widest, width)
+                longest = max(longest, len(trie.tokens))
             else:
                 batches.append([i])
-                widest = width
+                longest = len(trie.tokens)
         with torch.inference_mode():
             for batch in batches:
                 rows = self._score_batch([encoded[i] for i in batch], len(labels))
                 out[batch] = rows
+            for i in one_by_one:
+                out[i] = self._score_label_by_label(encoded[i][0], encoded[i][1])
         return out
 
     def _last_logits_only(self) -> dict[str, Any]:
@@ -422,14 +453,24 @@ class TransformersLM:
             for i, prompt in enumerate(prompts):
                 text, special = self.prompt_text(prompt)
                 ids = self._encode(text, special)
-                for j, cont in enumerate(self._label_tokens(ids, text, special, labels)):
-                    if not cont:
-                        continue
-                    seq = torch.tensor([ids + cont], device=self.device)
-                    logp = torch.log_softmax(self.model(input_ids=seq).logits[0].float(), -1)
-                    n = len(ids)
-                    out[i, j] = sum(float(logp[n - 1 + t, tok]) for t, tok in enumerate(cont))
+                out[i] = self._score_label_by_label(
+                    ids, self._label_tokens(ids, text, special, labels)
+                )
         return out
+
+    def _score_label_by_label(self, ids: list[int], conts: Sequence[list[int]]) -> FloatArray:
+        """The scores of one prompt's labels, one full forward pass (no cache) per label."""
+        import torch
+
+        row = np.zeros(len(conts), dtype=np.float64)
+        for j, cont in enumerate(conts):
+            if not cont:
+                continue
+            seq = torch.tensor([ids + cont], device=self.device)
+            logp = torch.log_softmax(self.model(input_ids=seq).logits[0].float(), -1)
+            n = len(ids)
+            row[j] = sum(float(logp[n - 1 + t, tok]) for t, tok in enumerate(cont))
+        return row
 
     # -- generation --------------------------------------------------------------------------
 
