@@ -103,19 +103,22 @@ def test_failed_join_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first run joins and dequantises the model: 8 minutes seen
 @needs_gemma
 def test_gemma_loads_and_scores_two_labels() -> None:
-    """Loads from kshot's model cache (the first run joins and dequantises: minutes)."""
+    """Loads from kshot's model cache (the first run fills it)."""
     lm = TransformersLM("gemma-3-270m", device="cpu")
     assert lm.name == "gemma-3-270m"
     assert sum(p.numel() for p in lm.model.parameters()) > 2e8  # twice SmolLM2's 135M
-    # past its 512-token attention window, a prompt is scored label by label (same numbers)
+    # a prompt past its 512-token attention window (it failed before: the cache keeps 512)
     long = "A note on banking. " * 120 + FEW_SHOT_YES
     assert len(lm.tokenizer(long)["input_ids"]) > 600
     prompts = [FEW_SHOT_YES, "The capital of France is", long]
     scores = lm.score_labels(prompts, [" yes", " no"])
     assert scores[0].argmax() == 0 and scores[2].argmax() == 0
-    np.testing.assert_allclose(scores, lm.score_labels_naive(prompts, [" yes", " no"]), atol=1e-3)
+    # the prefix-tree pass through Gemma's sliding and global layers equals one pass per label
+    naive = lm.score_labels_naive(prompts[:2], [" yes", " no"])
+    np.testing.assert_allclose(scores[:2], naive, atol=1e-3)
     # a base model: no chat template, so chat prompts are refused with the way out
     with pytest.raises(ModelError, match="no chat template; pass text prompts"):
         lm.score_labels([[{"role": "user", "content": "Say yes."}]], [" yes", " no"])
