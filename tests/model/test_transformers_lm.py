@@ -134,3 +134,58 @@ def test_cached_load_is_fast_and_identical(smollm2_lm: TransformersLM, tmp_path:
     other = TransformersLM(tmp_path, device="cpu")
     assert other.name == str(tmp_path)
     assert other.score_labels([FEW_SHOT_YES], [" yes", " no"])[0].argmax() == 0
+
+
+def test_sliding_window_is_read_from_the_config() -> None:
+    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config
+
+    from kshot.model.transformers_lm import _sliding_window
+
+    assert _sliding_window(Gemma3TextConfig(sliding_window=512)) == 512
+    assert _sliding_window(MistralConfig(sliding_window=256)) == 256
+    assert _sliding_window(Qwen2Config()) is None  # declared, switched off
+    assert _sliding_window(LlamaConfig()) is None
+    full = Gemma3TextConfig(
+        sliding_window=512, num_hidden_layers=2, layer_types=["full_attention"] * 2
+    )
+    assert _sliding_window(full) is None
+
+
+def test_sliding_window_model_scores_prompts_longer_than_its_window(tmp_path: Path) -> None:
+    """A tiny random Gemma 3 (window 8): the shared-cache pass would drop keys past the window.
+
+    Short prompts take the prefix-tree pass, prompts that overflow the window one pass per
+    label; both equal the reference. Before, a long prompt failed with a shape error.
+    """
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from kshot.prompt import smollm2_tokenizer
+
+    try:
+        tokenizer = smollm2_tokenizer()
+    except Exception as exc:  # pragma: no cover - the bundled package is missing
+        pytest.skip(f"the SmolLM2 tokenizer is not available: {exc}")
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    Gemma3ForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    lm = TransformersLM(tmp_path, device="cpu")
+    prompts = ["Yes", "No", "Say yes or no, then say it again please:", FEW_SHOT_YES]
+    labels = [" yes", " no", " London is big", " London is small"]
+    scores = lm.score_labels(prompts, labels)
+    np.testing.assert_allclose(scores, lm.score_labels_naive(prompts, labels), atol=1e-4)
