@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from kshot.data import load_dataset
 from kshot.index.encoder import HashingEncoder, SentenceTransformerEncoder
 from kshot.types import Example
+
+# No per-example deadline: on a loaded 2-core machine a fast example can take 250 ms, and a
+# deadline then fails a test for the machine's load, not for the code. Derandomised so that a
+# run (CI's too) is reproducible; the properties still cover each test's full strategy.
+settings.register_profile("kshot", deadline=None, derandomize=True)
+settings.load_profile("kshot")
 
 
 @pytest.fixture(scope="session")
