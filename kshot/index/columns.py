@@ -107,9 +107,13 @@ class Codes:
                 self._sorted = self.values[: self.n][order]
                 self.base = self.n
             base, ordered, order_ = self.base, self._sorted, self._order
-        lo = int(np.searchsorted(ordered, code, "left"))
-        hi = int(np.searchsorted(ordered, code, "right"))
-        head = order_[lo:hi].astype(np.intp)
+        lo = int(ordered.searchsorted(code, "left"))
+        if lo == len(ordered) or ordered[lo] != code:  # the usual answer: no slot has it
+            head = np.empty(0, np.intp)
+        else:
+            head = order_[lo : int(ordered.searchsorted(code, "right"))].astype(np.intp)
+        if base == self.n:
+            return head
         tail = np.flatnonzero(self.values[base : self.n] == code) + base
         return head if not len(tail) else np.concatenate([head, tail])
 

@@ -132,8 +132,11 @@ class SlotView:
         """The stored vectors at ``slots`` (any shape; zeros at tombstones), from FAISS."""
         cols = self._columns
         wanted = np.asarray(slots, np.intp)
-        out = np.zeros((*wanted.shape, cols.dim), np.float32)
         held = cols.alive[wanted]
+        if held.all():
+            found = self._vectors().reconstruct(cols.rows[wanted])
+            return found.reshape(*wanted.shape, cols.dim)
+        out = np.zeros((*wanted.shape, cols.dim), np.float32)
         out[held] = self._vectors().reconstruct(cols.rows[wanted[held]])
         return out
 
@@ -143,7 +146,7 @@ class SlotView:
 
     def slot_text_code(self, slot: int) -> int:
         """A code equal for two slots exactly when their inputs are the same text."""
-        return int(self._columns.text_codes[slot])
+        return int(self._columns.texts.values[slot])
 
     def slot_labels(self, slots: Sequence[int]) -> list[str | None]:
         """The labels at ``slots`` (``None`` for an unlabelled example), in order."""

@@ -33,6 +33,8 @@ StoreMode = Literal["create", "write", "read"]
 
 #: Bound parameters per statement (SQLite's default limit is 999).
 _PARAMS = 900
+#: SQLite's page cache per connection, in KiB (its default is 2 MiB).
+_CACHE_KIB = 32_768
 #: Rows per read of a whole-store scan: large enough to amortise the query, small enough that
 #: one batch of embeddings stays a few tens of MiB.
 _READ_BATCH = 20_000
@@ -112,6 +114,10 @@ class ExampleStore:
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(f"{target} is not a kshot example store: {exc}") from exc
         try:
+            # A bounded page cache, allocated as pages are read: a small index's pages all stay
+            # cached (a request's fetch then costs what an in-memory database's would), a large
+            # one's hot pages do, and memory never grows past it whatever the corpus size.
+            self._conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             if mode == "create":
                 if path is not None:
                     self._conn.execute("PRAGMA journal_mode=WAL")

@@ -136,6 +136,7 @@ class VectorIndex:
         self.nprobe = nprobe
         self._dead: set[int] = set()
         self._lock = threading.Lock()
+        self._flat: tuple[Any, Any] | bool | None = False  # False: not looked at yet
 
     @classmethod
     def create(cls, dim: int, factory: str) -> VectorIndex:
@@ -207,12 +208,14 @@ class VectorIndex:
         ``None`` for other index types. The views are valid until the next add or remove, so
         callers use them inside the index's read lock; no copy is made.
         """
-        outer = faiss.downcast_index(self._index)
-        if not isinstance(outer, faiss.IndexIDMap2):
+        if self._flat is False:
+            # Looked up once: a downcast makes a new SWIG wrapper each time (microseconds).
+            top: Any = faiss.downcast_index(self._index)
+            within = faiss.downcast_index(top.index) if isinstance(top, faiss.IndexIDMap2) else None
+            self._flat = (top, within) if isinstance(within, faiss.IndexFlat) else None
+        if not isinstance(self._flat, tuple):
             return None
-        inner = faiss.downcast_index(outer.index)
-        if not isinstance(inner, faiss.IndexFlat):
-            return None
+        outer, inner = self._flat
         n = int(outer.ntotal)
         if n == 0:
             return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
