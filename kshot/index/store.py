@@ -257,7 +257,7 @@ class ExampleStore:
             if ex_id in seen:
                 return f"duplicate example id {ex_id!r} in the batch; ids must be unique"
             seen.add(ex_id)
-        taken = [i for i in ids if self.rows_of([i])[0] is not None]
+        taken = [i for i, row in zip(ids, self.rows_of(ids), strict=True) if row is not None]
         if taken:
             return (
                 f"example id {taken[0]!r} already exists in the index; "
