@@ -99,7 +99,12 @@ t0 = time.perf_counter()
 index = ExampleIndex.load(sys.argv[1], read_only=True)
 wall = time.perf_counter() - t0
 rss1 = psutil.Process().memory_info().rss / 2**20
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# ru_maxrss survives exec (it would report the parent's peak); the kernel's VmHWM does not.
+try:
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    peak = int(status.split()[0]) / 1024
+except (OSError, IndexError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rss_before_load_mb": rss0, "rss_after_load_mb": rss1, "peak_rss_mb": peak,
                   "load_s": wall, "count": len(index)}))
 """
