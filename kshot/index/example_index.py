@@ -69,6 +69,10 @@ logger = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
 
 _INSERT_CHUNK = 20_000
+#: Rows per block when checking and normalising given embeddings.
+_CHECK_BLOCK = 65_536
+#: Given embeddings whose norms are all this close to 1 are taken as already normalised.
+_UNIT_TOLERANCE = 1e-5
 # The store's info key holding the notes of set_note, as one JSON object.
 _NOTES_KEY = "notes"
 
@@ -166,6 +170,8 @@ class ExampleIndex:
             unit="ex",
             disable=not (show_progress or (show_progress is None and len(items) > 100_000)),
         )
+        # One transaction per chunk: SQLite's per-commit cost is paid once per 20k rows, and a
+        # chunk's Python objects (its insert tuples) never exist for the whole corpus at once.
         for start in range(0, len(items), _INSERT_CHUNK):
             chunk = items[start : start + _INSERT_CHUNK]
             chunk_vectors = vectors[start : start + _INSERT_CHUNK]
@@ -173,10 +179,12 @@ class ExampleIndex:
             columns.append(batch_of(rows, ids, chunk, chunk_vectors))
             progress.update(len(chunk))
         progress.close()
+        del items  # the columns and the store hold what the index needs of them
         params = BuildParams(factory=factory, recall_target=recall_target, seed=seed)
-        chosen = factory or choose_factory(len(items))
+        chosen = factory or choose_factory(len(vectors))
+        rows = columns.live_rows()
         vector_index, recall = build_vectors(
-            columns.dim, *columns.live_arrays(), chosen, recall_target, seed
+            columns.dim, rows, vectors, chosen, recall_target, seed
         )
         if (
             factory is None
@@ -193,8 +201,11 @@ class ExampleIndex:
                 recall_target,
             )
             vector_index, recall = build_vectors(
-                columns.dim, *columns.live_arrays(), "Flat", recall_target, seed
+                columns.dim, rows, vectors, "Flat", recall_target, seed
             )
+        # The vector index holds its own copy now; the caller's array (or our normalised copy)
+        # is not kept.
+        del vectors
         index = cls(
             store, encoder, encoder.name, vector_index, columns, recall_at_10=recall, build=params
         )
@@ -408,12 +419,8 @@ class ExampleIndex:
             ),
         )
         with self._lock.write():
-            taken = [ex.id for ex in items if ex.id and ex.id in self._columns.slot_of_id]
-            if taken:
-                raise DataError(
-                    f"example id {taken[0]!r} already exists in the index; "
-                    "use update to change it or choose another id"
-                )
+            # An id already in the index is refused by the store's unique id index, which
+            # names it; nothing is written then.
             rows, ids = self._store.insert(items, vectors)
             self._columns.append(batch_of(rows, ids, items, vectors))
             self._vectors.add(rows, vectors)
@@ -461,7 +468,7 @@ class ExampleIndex:
                     continue  # changed while we encoded: merge the change into its new state
                 vector = encoded.get(new.input)
                 if vector is None or new.input == current.input:
-                    vector = self._columns.vectors[slot].copy()
+                    vector = self._store.embeddings([old_row])[0]
                 new_row = self._store.replace(old_row, new, vector)
                 self._columns.kill([slot])
                 rows = np.array([new_row], np.int64)
@@ -480,11 +487,12 @@ class ExampleIndex:
         """Delete examples by id; unknown ids raise and nothing is deleted. Returns the count."""
         self._check_writable()
         with self._lock.write():
-            unknown = [i for i in ids if i not in self._columns.slot_of_id]
+            found = self._store.rows_of(ids)
+            unknown = [i for i, row in zip(ids, found, strict=True) if row is None]
             if unknown:
                 raise NotFoundError(f"no example with id {unknown[0]!r} in the index")
-            slots = sorted({self._columns.slot_of_id[i] for i in ids})
-            rows = self._columns.rows[slots].copy()
+            rows = np.unique(np.array(found, np.int64))
+            slots = self._columns.slots_of_rows(rows).tolist()
             self._store.delete([int(r) for r in rows])
             self._columns.kill(slots)
             self._vectors.remove(rows)
@@ -515,7 +523,7 @@ class ExampleIndex:
         params = self._build_params
         return build_vectors(
             self.dim,
-            *self._columns.live_arrays(),
+            *self._store.all_embeddings(),
             params.factory or self.factory,
             params.recall_target,
             params.seed,
@@ -597,10 +605,22 @@ class ExampleIndex:
             yield from examples
 
     def _slot_of(self, example_id: str) -> int:
-        slot = self._columns.slot_of_id.get(example_id)
-        if slot is None:
+        slots = self._slots_of_ids([example_id])
+        if not slots:
             raise NotFoundError(f"no example with id {example_id!r} in the index")
-        return slot
+        return slots[0]
+
+    def _slots_of_ids(self, ids: Iterable[str]) -> list[int]:
+        """The slots of the ids the index holds, in order; unknown ids are left out.
+
+        Ids live in the store (its unique index), not in memory; the store's rows are the live
+        slots' rows at every moment a lock is held, so the row finds the slot.
+        """
+        rows = [row for row in self._store.rows_of(list(ids)) if row is not None]
+        if not rows:
+            return []
+        slots: list[int] = self._columns.slots_of_rows(np.array(rows, np.int64)).tolist()
+        return slots
 
     def encode_queries(self, queries: Sequence[str]) -> Floats:
         """Validate and encode query texts (empty or whitespace-only queries raise)."""
@@ -633,6 +653,8 @@ class ExampleIndex:
             encode=self.encode_queries,
             vectors=self._current_vectors,
             fetch=self._fetch_rows,
+            texts=self._store_inputs,
+            slots_of_ids=self._slots_of_ids,
             lexical=self._lexical_index,
         )
 
@@ -642,13 +664,18 @@ class ExampleIndex:
     def _fetch_rows(self, rows: list[int]) -> list[Example]:
         return self._store.fetch(rows)
 
+    def _store_inputs(self, rows: list[int]) -> list[str]:
+        return self._store.inputs(rows)
+
     def _lexical_index(self) -> LexicalIndex:
         """The lexical index over example inputs, built on first use and kept in step."""
         with self._lexical_lock:
             if self._lexical is None:
-                rows = self._columns.live_slots()
+                # The texts come from the store a batch at a time (they are not kept in memory);
+                # its rows are the live slots' rows while the caller holds the read lock.
                 lexical = LexicalIndex()
-                lexical.add(self._columns.rows[rows], [self._columns.inputs[s] for s in rows])
+                for batch in self._store.iter_batches(embeddings=False):
+                    lexical.add(batch.rows, batch.inputs)
                 self._lexical = lexical
             return self._lexical
 
@@ -681,9 +708,20 @@ def _checked_embeddings(
             f"embeddings have shape {array.shape}; expected ({len(items)}, {dim}) "
             f"for {len(items)} examples and encoder {encoder_name!r}"
         )
-    if not np.isfinite(array).all():
-        raise DataError("embeddings contain NaN or infinity")
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise DataError("embeddings contain all-zero rows, which have no direction")
-    return np.ascontiguousarray(array / norms, dtype=np.float32)
+    # Checked and normalised a block at a time: whole-array temporaries (the squares, a mask)
+    # would each cost as much memory as the vectors. Vectors already of unit length (what
+    # encoders produce) are used as they are, without a copy.
+    out: Floats | None = None
+    for start in range(0, len(array), _CHECK_BLOCK):
+        block = array[start : start + _CHECK_BLOCK]
+        if not np.isfinite(block).all():
+            raise DataError("embeddings contain NaN or infinity")
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+        if (norms == 0).any():
+            raise DataError("embeddings contain all-zero rows, which have no direction")
+        if out is None and np.abs(norms - 1.0).max() > _UNIT_TOLERANCE:
+            out = np.empty(array.shape, np.float32)
+            out[:start] = array[:start]
+        if out is not None:
+            out[start : start + len(block)] = block / norms[:, None].astype(np.float32)
+    return out if out is not None else np.ascontiguousarray(array)

@@ -284,7 +284,7 @@ def open_index(
         store = ExampleStore(layout.store, dim=manifest.dim, mode="read" if read_only else "write")
         try:
             columns = _read_columns(layout, manifest, store)
-            vectors, drift, recall = _load_vectors(layout, manifest, columns)
+            vectors, drift, recall = _load_vectors(layout, manifest, columns, store)
         except BaseException:
             store.close()
             raise
@@ -321,7 +321,8 @@ def _read_columns(layout: IndexLayout, manifest: Manifest, store: ExampleStore) 
                 "is inconsistent: rebuild it"
             )
         columns = Columns(manifest.dim)
-        for batch in store.iter_batches():
+        # The columns keep no vectors (the vector file has them), so the blobs are not read.
+        for batch in store.iter_batches(embeddings=False):
             columns.append(batch)
     except sqlite3.DatabaseError as exc:
         # Damage past the header only shows when the rows are read.
@@ -332,7 +333,7 @@ def _read_columns(layout: IndexLayout, manifest: Manifest, store: ExampleStore) 
 
 
 def _load_vectors(
-    layout: IndexLayout, manifest: Manifest, columns: Columns
+    layout: IndexLayout, manifest: Manifest, columns: Columns, store: ExampleStore
 ) -> tuple[VectorIndex, int, float | None]:
     """The vector index in step with ``columns``, how many rows the file lagged, its recall."""
     problem: str | None = None
@@ -346,14 +347,14 @@ def _load_vectors(
         except IndexFormatError:
             problem = "cannot be read by FAISS"
         else:
-            drift = _reconcile(vectors, columns) if vectors.dim == manifest.dim else None
+            drift = _reconcile(vectors, columns, store) if vectors.dim == manifest.dim else None
             if drift is not None:
                 return vectors, drift, manifest.recall_at_10
             problem = "does not hold vectors this index can use"
     build = manifest.build
     rebuilt, recall = build_vectors(
         columns.dim,
-        *columns.live_arrays(),
+        *store.all_embeddings(),
         build.factory or manifest.factory,
         build.recall_target,
         build.seed,
@@ -365,7 +366,7 @@ def _load_vectors(
     return rebuilt, columns.live, recall
 
 
-def _reconcile(vectors: VectorIndex, columns: Columns) -> int | None:
+def _reconcile(vectors: VectorIndex, columns: Columns, store: ExampleStore) -> int | None:
     """Make ``vectors`` hold exactly the live rows: add the missing, remove the extra.
 
     Rows are never reused (an update writes a new row), so a row the file holds has the vector
@@ -375,8 +376,7 @@ def _reconcile(vectors: VectorIndex, columns: Columns) -> int | None:
     held = vectors.row_ids()
     if held is None:
         return None
-    live_slots = columns.live_slots()
-    live = columns.rows[live_slots]
+    live = columns.live_rows()
     extra = np.setdiff1d(held, live)
     missing = ~np.isin(live, held)
     if len(extra) > len(live) or missing.sum() > max(len(live) // 2, drift_limit(0)):
@@ -384,7 +384,7 @@ def _reconcile(vectors: VectorIndex, columns: Columns) -> int | None:
     if len(extra):
         vectors.remove(extra)
     if missing.any():
-        vectors.add(live[missing], columns.vectors[live_slots[missing]])
+        vectors.add(live[missing], store.embeddings(live[missing].tolist()))
     changed = len(extra) + int(missing.sum())
     if changed:
         logger.info("%d vector rows differed from the store; brought up to date", changed)

@@ -22,26 +22,34 @@ from contextlib import AbstractContextManager
 import numpy as np
 import numpy.typing as npt
 
-from kshot.index.columns import Columns
+from kshot.index.columns import Columns, text_code
+from kshot.index.filters import normalize_text
 from kshot.index.lexical import LexicalIndex
 from kshot.index.vectors import VectorIndex, exact_search
 from kshot.types import Example, Filter, Mask
 
-__all__ = ["EXACT_BATCH_MIN", "EXACT_FILTER_LIMIT", "SlotView"]
+__all__ = ["EXACT_FILTER_LIMIT", "SlotView"]
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
 
 #: Filtered searches over at most this many allowed examples scan them exactly in numpy.
 EXACT_FILTER_LIMIT = 50_000
-#: Batches of at least this many queries over an exact index are scored with BLAS blocks.
-EXACT_BATCH_MIN = 8
 
 
 class SlotView:
     """Slot-level reads of one index, for selectors; call them inside :meth:`reading`."""
 
-    __slots__ = ("_columns", "_encode", "_fetch", "_lexical", "_reading", "_vectors")
+    __slots__ = (
+        "_columns",
+        "_encode",
+        "_fetch",
+        "_lexical",
+        "_reading",
+        "_slots_of_ids",
+        "_texts",
+        "_vectors",
+    )
 
     def __init__(
         self,
@@ -51,6 +59,8 @@ class SlotView:
         encode: Callable[[Sequence[str]], Floats],
         vectors: Callable[[], VectorIndex],
         fetch: Callable[[list[int]], list[Example]],
+        texts: Callable[[list[int]], list[str]],
+        slots_of_ids: Callable[[Iterable[str]], list[int]],
         lexical: Callable[[], LexicalIndex],
     ) -> None:
         self._columns = columns
@@ -58,6 +68,8 @@ class SlotView:
         self._encode = encode
         self._vectors = vectors
         self._fetch = fetch
+        self._texts = texts
+        self._slots_of_ids = slots_of_ids
         self._lexical = lexical
 
     def __len__(self) -> int:
@@ -70,7 +82,7 @@ class SlotView:
 
     def resolve(self, filter: Filter | None = None, exclude: Iterable[str] = ()) -> Mask | None:
         """The mask of slots a request may return, or ``None`` for every live example."""
-        return self._columns.resolve(filter, exclude)
+        return self._columns.resolve(filter, self._slots_of_ids(exclude) if exclude else ())
 
     def live_slots(self, mask: Mask | None) -> npt.NDArray[np.intp]:
         """Every live slot inside ``mask``, ascending."""
@@ -88,28 +100,32 @@ class SlotView:
         slots = np.full((m, k), -1, np.int64)
         if k <= 0:
             return scores, slots
+        vectors = self._vectors()
         allowed = None if mask is None else np.flatnonzero(mask)
         if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
-            found_scores, positions = exact_search(queries, cols.vectors[allowed], k)
+            found = vectors.reconstruct(cols.rows[allowed])
+            found_scores, positions = exact_search(queries, found, k)
             width = found_scores.shape[1]
             scores[:, :width] = found_scores
             slots[:, :width] = allowed[positions]
             return scores, slots
-        vectors = self._vectors()
-        if vectors.factory == "Flat" and (mask is not None or m >= EXACT_BATCH_MIN):
-            # An exact index gains nothing from FAISS here: one BLAS product per block of queries
-            # beats FAISS's per-query scan, and a mask needs no id selector.
-            valid = mask if mask is not None else (cols.alive[: cols.n] if cols.dead else None)
-            found_scores, positions = exact_search(queries, cols.vectors[: cols.n], k, valid=valid)
+        flat = vectors.flat_matrix()
+        if flat is not None:
+            # An exact index gains nothing from FAISS's own search: one BLAS product per block
+            # of queries, over FAISS's array itself (no copy), beats its per-query scan, and a
+            # mask needs no id selector. Positions map to slots through their rows.
+            held, matrix = flat
+            valid = None if mask is None else mask[cols.slots_of_rows(held)]
+            found_scores, positions = exact_search(queries, matrix, k, valid=valid)
             width = found_scores.shape[1]
             scores[:, :width] = found_scores
-            slots[:, :width] = positions
+            slots[:, :width] = cols.slots_of_rows(held[positions])
             return scores, slots
         allowed_rows = None if allowed is None else cols.rows[allowed]
         found_scores, rows = vectors.search(queries, k, allowed_rows=allowed_rows)
-        valid = rows >= 0
-        scores[valid] = found_scores[valid]
-        slots[valid] = cols.slots_of_rows(rows[valid])
+        valid_rows = rows >= 0
+        scores[valid_rows] = found_scores[valid_rows]
+        slots[valid_rows] = cols.slots_of_rows(rows[valid_rows])
         return scores, slots
 
     def slot_matrix(self) -> tuple[object, Floats, Mask | None] | None:
@@ -125,16 +141,24 @@ class SlotView:
         return cols, cols.vectors[: cols.n], cols.alive[: cols.n] if cols.dead else None
 
     def slot_vectors(self, slots: npt.ArrayLike) -> Floats:
-        """The stored vectors at ``slots``."""
-        return self._columns.vectors[np.asarray(slots, np.intp)]
+        """The stored vectors at ``slots`` (any shape; zeros at tombstones), from FAISS."""
+        cols = self._columns
+        wanted = np.asarray(slots, np.intp)
+        held = cols.alive[wanted]
+        if held.all():
+            found = self._vectors().reconstruct(cols.rows[wanted])
+            return found.reshape(*wanted.shape, cols.dim)
+        out = np.zeros((*wanted.shape, cols.dim), np.float32)
+        out[held] = self._vectors().reconstruct(cols.rows[wanted[held]])
+        return out
 
     def slot_text(self, slot: int) -> str:
-        """The input text at ``slot``."""
-        return self._columns.inputs[slot]
+        """The input text at ``slot``, read from the store (texts are not kept in memory)."""
+        return self._texts([int(self._columns.rows[slot])])[0]
 
     def slot_text_code(self, slot: int) -> int:
         """A code equal for two slots exactly when their inputs are the same text."""
-        return int(self._columns.text_codes[slot])
+        return int(self._columns.texts.values[slot])
 
     def slot_labels(self, slots: Sequence[int]) -> list[str | None]:
         """The labels at ``slots`` (``None`` for an unlabelled example), in order."""
@@ -152,7 +176,13 @@ class SlotView:
 
     def slots_matching_text(self, text: str) -> list[int]:
         """Live slots whose input equals ``text`` after :func:`~kshot.index.normalize_text`."""
-        return self._columns.slots_matching_text(text)
+        slots = self._columns.slots_with_text_code(text_code(text))
+        if not slots:
+            return slots
+        # A code match is a text match but for a hash collision: the store's texts settle it.
+        key = normalize_text(text)
+        texts = self._texts([int(r) for r in self._columns.rows[slots]])
+        return [s for s, found in zip(slots, texts, strict=True) if normalize_text(found) == key]
 
     @property
     def lexical(self) -> LexicalIndex:

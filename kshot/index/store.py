@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +30,14 @@ __all__ = ["ExampleStore", "StoreMode", "StoredBatch"]
 
 #: ``create`` a new store, or open an existing one to ``write`` or to ``read`` only.
 StoreMode = Literal["create", "write", "read"]
+
+#: Bound parameters per statement (SQLite's default limit is 999).
+_PARAMS = 900
+#: SQLite's page cache per connection, in KiB (its default is 2 MiB).
+_CACHE_KIB = 32_768
+#: Rows per read of a whole-store scan: large enough to amortise the query, small enough that
+#: one batch of embeddings stays a few tens of MiB.
+_READ_BATCH = 20_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS examples (
@@ -44,17 +55,23 @@ CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class StoredBatch:
-    """A batch of stored rows, in row order, as loaded into the in-memory indexes."""
+    """A batch of stored rows, in row order, as loaded into the in-memory indexes.
+
+    ``embeddings`` has no rows when the batch was read without them (a load reads only what the
+    columns keep; the vectors come from the vector file).
+    """
 
     rows: npt.NDArray[np.int64]
     ids: list[str]
     inputs: list[str]
     labels: list[str | None]
-    metadata: list[dict[str, Any]]
+    metadata: Sequence[Mapping[str, Any]]
     embeddings: npt.NDArray[np.float32]
 
 
 def _dump_metadata(example: Example, position: int) -> str:
+    if not example.metadata:
+        return "{}"
     try:
         return json.dumps(dict(example.metadata), ensure_ascii=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
@@ -64,7 +81,12 @@ def _dump_metadata(example: Example, position: int) -> str:
 
 
 class ExampleStore:
-    """SQLite storage of examples and their embeddings; ``path=None`` keeps it in memory.
+    """SQLite storage of examples and their embeddings; ``path=None`` makes a private temporary one.
+
+    A temporary store lives in a file of its own (deleted on :meth:`close` or when the store is
+    collected), not in SQLite's ``:memory:``: its pages, embeddings included, stay on disk
+    instead of duplicating the vector index in RAM. It is not durable (no journal on disk, no
+    fsync), which a store that disappears with its process does not need.
 
     ``mode`` says what ``path`` is: ``"create"`` a new store (the schema is made), ``"write"`` or
     ``"read"`` an existing kshot store, checked before anything is written to it, so that a
@@ -80,7 +102,11 @@ class ExampleStore:
         self._lock = threading.RLock()
         self._probe: sqlite3.Connection | None = None
         self._pinned = False
-        target = ":memory:" if path is None else str(path)
+        self._temp: str | None = None
+        if path is None:
+            self._temp = tempfile.mkdtemp(prefix="kshot-store-")
+            weakref.finalize(self, shutil.rmtree, self._temp, True)
+        target = str(Path(self._temp) / "examples.db") if self._temp else str(path)
         if path is not None and mode != "create":
             _check_not_empty(path)
         try:
@@ -88,10 +114,17 @@ class ExampleStore:
         except sqlite3.DatabaseError as exc:
             raise IndexFormatError(f"{target} is not a kshot example store: {exc}") from exc
         try:
+            # A bounded page cache, allocated as pages are read: a small index's pages all stay
+            # cached (a request's fetch then costs what an in-memory database's would), a large
+            # one's hot pages do, and memory never grows past it whatever the corpus size.
+            self._conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             if mode == "create":
                 if path is not None:
                     self._conn.execute("PRAGMA journal_mode=WAL")
                     self._conn.execute("PRAGMA synchronous=FULL")
+                else:
+                    self._conn.execute("PRAGMA journal_mode=MEMORY")
+                    self._conn.execute("PRAGMA synchronous=OFF")
                 self._conn.executescript(_SCHEMA)
             else:
                 self._check_schema(target)
@@ -199,18 +232,14 @@ class ExampleStore:
                 first = (int(found[0]) if found else 0) + 1
                 rows = np.arange(first, first + len(examples), dtype=np.int64)
                 ids = [ex.id or f"ex{row}" for ex, row in zip(examples, rows, strict=True)]
-                payload = [
-                    (
-                        int(row),
-                        ex_id,
-                        ex.input,
-                        ex.output,
-                        ex.label,
-                        _dump_metadata(ex, i),
-                        embeddings[i].tobytes(),
+                # Streamed, not listed: one tuple at a time; the vectors go in as row views of
+                # the array (SQLite copies the bytes; no per-row bytes object).
+                payload = (
+                    (row, ex_id, ex.input, ex.output, ex.label, _dump_metadata(ex, i), vector)
+                    for i, (ex, row, ex_id, vector) in enumerate(
+                        zip(examples, rows.tolist(), ids, embeddings, strict=True)
                     )
-                    for i, (ex, row, ex_id) in enumerate(zip(examples, rows, ids, strict=True))
-                ]
+                )
                 conn.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?)", payload)
                 self._bump()
                 conn.execute("COMMIT")
@@ -228,7 +257,7 @@ class ExampleStore:
             if ex_id in seen:
                 return f"duplicate example id {ex_id!r} in the batch; ids must be unique"
             seen.add(ex_id)
-        taken = [i for i in ids if self.rows_of([i])[0] is not None]
+        taken = [i for i, row in zip(ids, self.rows_of(ids), strict=True) if row is not None]
         if taken:
             return (
                 f"example id {taken[0]!r} already exists in the index; "
@@ -282,15 +311,72 @@ class ExampleStore:
             return int(self._conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
 
     def rows_of(self, ids: Sequence[str]) -> list[int | None]:
-        """Map example ids to rows (``None`` where absent)."""
+        """Map example ids to rows (``None`` where absent), through the store's id index."""
+        wanted = list(ids)
+        found: dict[str, int] = {}
         with self._lock:
-            out: list[int | None] = []
-            for ex_id in ids:
-                found = self._conn.execute(
-                    "SELECT row FROM examples WHERE id=?", (ex_id,)
-                ).fetchone()
-                out.append(None if found is None else int(found[0]))
-            return out
+            for start in range(0, len(wanted), _PARAMS):
+                chunk = wanted[start : start + _PARAMS]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    self._conn.execute(
+                        f"SELECT id, row FROM examples WHERE id IN ({marks})", chunk
+                    ).fetchall()
+                )
+        return [found.get(ex_id) for ex_id in wanted]
+
+    def inputs(self, rows: Sequence[int]) -> list[str]:
+        """The input texts stored at ``rows``, in that order (rows must exist)."""
+        found = dict(self._select_rows("input", rows))
+        return [found[int(r)] for r in rows]
+
+    def embeddings(self, rows: Sequence[int]) -> npt.NDArray[np.float32]:
+        """The embeddings stored at ``rows``, in that order, shape ``(len(rows), dim)``."""
+        found = dict(self._select_rows("embedding", rows))
+        blob = b"".join(found[int(r)] for r in rows)
+        return self._matrix(blob, len(rows)).copy()
+
+    def all_embeddings(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Every stored row, ascending, and its embedding, read into one preallocated array."""
+        rows = self.live_rows()
+        out = np.empty((len(rows), self.dim), np.float32)
+        last, filled = 0, 0
+        while filled < len(rows):
+            with self._lock:
+                records = self._conn.execute(
+                    "SELECT row, embedding FROM examples WHERE row > ? ORDER BY row LIMIT ?",
+                    (last, _READ_BATCH),
+                ).fetchall()
+            if not records:
+                break
+            take = min(len(records), len(rows) - filled)
+            blob = b"".join(r[1] for r in records)
+            out[filled : filled + take] = self._matrix(blob, len(records))[:take]
+            filled += take
+            last = int(records[-1][0])
+        return rows, out
+
+    def _select_rows(self, column: str, rows: Sequence[int]) -> list[tuple[int, Any]]:
+        wanted = [int(r) for r in rows]
+        out: list[tuple[int, Any]] = []
+        with self._lock:
+            for start in range(0, len(wanted), _PARAMS):
+                chunk = wanted[start : start + _PARAMS]
+                marks = ",".join("?" * len(chunk))
+                out.extend(
+                    self._conn.execute(
+                        f"SELECT row, {column} FROM examples WHERE row IN ({marks})", chunk
+                    ).fetchall()
+                )
+        return out
+
+    def _matrix(self, blob: bytes, count: int) -> npt.NDArray[np.float32]:
+        embeddings = np.frombuffer(blob, dtype=np.float32)
+        if embeddings.size != count * self.dim:
+            raise IndexFormatError(
+                f"stored embeddings do not have dimension {self.dim}; the store is corrupt"
+            )
+        return embeddings.reshape(count, self.dim)
 
     def fetch(self, rows: Sequence[int]) -> list[Example]:
         """Return the examples stored at ``rows``, in that order (rows must exist)."""
@@ -299,8 +385,8 @@ class ExampleStore:
         with self._lock:
             found: dict[int, Example] = {}
             wanted = [int(r) for r in rows]
-            for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
-                chunk = wanted[start : start + 900]
+            for start in range(0, len(wanted), _PARAMS):
+                chunk = wanted[start : start + _PARAMS]
                 marks = ",".join("?" * len(chunk))
                 for row, ex_id, text, output, label, meta in self._conn.execute(
                     f"SELECT row, id, input, output, label, metadata FROM examples "
@@ -308,35 +394,42 @@ class ExampleStore:
                     chunk,
                 ):
                     found[int(row)] = Example(
-                        id=ex_id, input=text, output=output, label=label, metadata=json.loads(meta)
+                        id=ex_id,
+                        input=text,
+                        output=output,
+                        label=label,
+                        metadata=_load_metadata(meta),
                     )
         return [found[r] for r in wanted]
 
-    def iter_batches(self, batch_size: int = 50_000, *, after: int = 0) -> Iterator[StoredBatch]:
-        """Yield every stored row above ``after`` in row order, in batches, embeddings included."""
+    def iter_batches(
+        self, batch_size: int = _READ_BATCH, *, after: int = 0, embeddings: bool = True
+    ) -> Iterator[StoredBatch]:
+        """Yield every stored row above ``after`` in row order, in batches.
+
+        Without ``embeddings`` the batches carry none (and the blobs are not read at all).
+        """
         last = after
+        columns = "row, id, input, label, metadata" + (", embedding" if embeddings else "")
         while True:
             with self._lock:
                 records = self._conn.execute(
-                    "SELECT row, id, input, label, metadata, embedding FROM examples "
-                    "WHERE row > ? ORDER BY row LIMIT ?",
+                    f"SELECT {columns} FROM examples WHERE row > ? ORDER BY row LIMIT ?",
                     (last, batch_size),
                 ).fetchall()
             if not records:
                 return
-            blob = b"".join(r[5] for r in records)
-            embeddings = np.frombuffer(blob, dtype=np.float32)
-            if embeddings.size != len(records) * self.dim:
-                raise IndexFormatError(
-                    f"stored embeddings do not have dimension {self.dim}; the store is corrupt"
-                )
+            if embeddings:
+                matrix = self._matrix(b"".join(r[5] for r in records), len(records)).copy()
+            else:
+                matrix = np.empty((0, self.dim), np.float32)
             yield StoredBatch(
                 rows=np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records)),
                 ids=[r[1] for r in records],
                 inputs=[r[2] for r in records],
                 labels=[r[3] for r in records],
-                metadata=[json.loads(r[4]) for r in records],
-                embeddings=embeddings.reshape(len(records), self.dim).copy(),
+                metadata=[_load_metadata(r[4]) for r in records],
+                embeddings=matrix,
             )
             last = int(records[-1][0])
 
@@ -363,11 +456,21 @@ class ExampleStore:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        """Close the connections (a pinned snapshot ends)."""
+        """Close the connections (a pinned snapshot ends); a temporary store is deleted."""
         with self._lock:
             self._conn.close()
             if self._probe is not None:
                 self._probe.close()
+            if self._temp is not None:
+                shutil.rmtree(self._temp, ignore_errors=True)
+
+
+def _load_metadata(text: str) -> dict[str, Any]:
+    # Most corpora carry no metadata: skip the JSON parser for the empty object.
+    if text == "{}":
+        return {}
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def _check_not_empty(path: Path) -> None:

@@ -136,6 +136,7 @@ class VectorIndex:
         self.nprobe = nprobe
         self._dead: set[int] = set()
         self._lock = threading.Lock()
+        self._flat: tuple[Any, Any] | bool | None = False  # False: not looked at yet
 
     @classmethod
     def create(cls, dim: int, factory: str) -> VectorIndex:
@@ -148,6 +149,7 @@ class VectorIndex:
                 f"FAISS cannot build factory string {factory!r}: {str(exc).splitlines()[0]}; "
                 "try 'Flat', 'IVF1024,Flat' or 'HNSW32,Flat'"
             ) from exc
+        _keep_direct_map(index)
         return cls(index, factory)
 
     @property
@@ -188,6 +190,38 @@ class VectorIndex:
                 np.ascontiguousarray(vectors, dtype=np.float32),
                 np.ascontiguousarray(rows, dtype=np.int64),
             )
+
+    def reconstruct(self, rows: Ints) -> Floats:
+        """The vectors held under ``rows``, in order; every row must be held.
+
+        The index is the one in-memory copy of the vectors (the columns keep none), so the
+        selectors' re-scoring reads them here: IDMap2 and IVF indexes look a row up directly.
+        """
+        keys = np.ascontiguousarray(rows, dtype=np.int64).ravel()
+        if not len(keys):
+            return np.empty((0, self.dim), np.float32)
+        return np.asarray(self._index.reconstruct_batch(keys), dtype=np.float32)
+
+    def flat_matrix(self) -> tuple[Ints, Floats] | None:
+        """An exact index's rows and vectors by position, as views of FAISS's own arrays.
+
+        ``None`` for other index types. The views are valid until the next add or remove, so
+        callers use them inside the index's read lock; no copy is made.
+        """
+        if self._flat is False:
+            # Looked up once: a downcast makes a new SWIG wrapper each time (microseconds).
+            top: Any = faiss.downcast_index(self._index)
+            within = faiss.downcast_index(top.index) if isinstance(top, faiss.IndexIDMap2) else None
+            self._flat = (top, within) if isinstance(within, faiss.IndexFlat) else None
+        if not isinstance(self._flat, tuple):
+            return None
+        outer, inner = self._flat
+        n = int(outer.ntotal)
+        if n == 0:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        rows = faiss.rev_swig_ptr(outer.id_map.data(), n)
+        matrix = faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
+        return rows, matrix
 
     def row_ids(self) -> Ints | None:
         """The sorted rows the index holds (hidden ones left out), or ``None`` if unlistable."""
@@ -306,7 +340,23 @@ class VectorIndex:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise IndexFormatError(f"{path} is not a readable FAISS index") from exc
+        _keep_direct_map(index)
         return cls(index, factory, nprobe=nprobe)
+
+
+def _keep_direct_map(index: Any) -> None:
+    """Let an IVF index look vectors up by row (:meth:`VectorIndex.reconstruct`).
+
+    A hash table (row -> list and offset, about 40 bytes a row), since rows are not 0..n-1; a
+    file written without one gets it on load. Other index types need nothing.
+    """
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return
+    direct: Any = getattr(faiss, "DirectMap")  # noqa: B009 (not in faiss's type stubs)
+    if ivf.direct_map.type == direct.NoMap:
+        ivf.set_direct_map_type(direct.Hashtable)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,33 @@ def _get(d: Mapping[str, Any], *keys: str) -> Any:
     return cur
 
 
+def _memory_lines(s: dict[str, Any]) -> list[str]:
+    """The scale run's memory and exact-index ingest figures, where the run measured them."""
+    m, ingest = s.get("memory"), s.get("ingest_exact")
+    lines = []
+    if m:
+        lines.append(
+            f"- memory: the index takes {_fmt(m['index_kb_per_example'], 2)} KB per example "
+            f"after build ({_fmt(m['vector_kb_per_example'], 2)} KB of it the vector); process "
+            f"{_fmt(m['rss_after_build_mb'], 0)} MiB after build with the benchmark's corpus "
+            f"({_fmt(m['rss_with_corpus_mb'], 0)} MiB) loaded, peak "
+            f"{_fmt(m['peak_rss_during_build_mb'], 0)} MiB"
+        )
+        load = m.get("load")
+        if load:
+            lines.append(
+                f"- loaded read-only in a fresh process: {_fmt(load['rss_after_load_mb'], 0)} "
+                f"MiB resident, {_fmt(load['index_kb_per_example'], 2)} KB per example, peak "
+                f"{_fmt(load['peak_rss_mb'], 0)} MiB, {_fmt(load['load_s'], 1)} s"
+            )
+    if ingest:
+        lines.append(
+            f"- ingest into an exact index (no IVF training): {_fmt(ingest['rows_per_s'], 0)} "
+            f"rows/s wall, {_fmt(ingest['rows_per_cpu_s'], 0)} rows per CPU second"
+        )
+    return lines
+
+
 def _fmt(x: Any, digits: int = 2) -> str:
     if x is None:
         return "-"
@@ -339,6 +366,7 @@ def write_markdown(r: Mapping[str, Any], path: Path) -> None:
             f"- resident memory after the runs: {_fmt(s['rss_mb'], 0)} MiB (peak "
             f"{_fmt(s['peak_rss_mb'], 0)} MiB); lexical index "
             f"{_fmt(s['lexical_nbytes_mb'], 0)} MiB",
+            *_memory_lines(s),
             "",
             "| selector | p50 ms | p99 ms | cpu p50 ms | batch q/s | first call s |",
             "|---|---|---|---|---|---|",

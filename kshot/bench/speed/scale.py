@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +19,7 @@ import numpy.typing as npt
 from kshot.bench.lookup import LookupEncoder
 from kshot.bench.speed.compare import build_kshot, short_results
 from kshot.bench.speed.config import DIM, MODEL_NAME, SpeedConfig
-from kshot.bench.speed.data import Data, load_data
+from kshot.bench.speed.data import Data, examples, load_data
 from kshot.bench.speed.timing import Timer, peak_rss_mb, rss_mb
 
 logger = logging.getLogger(__name__)
@@ -29,8 +34,20 @@ def at_scale(n: int, config: SpeedConfig) -> dict[str, Any]:
     data = load_data(n, config, None)
     table = dict(zip(data.queries, data.query_vectors, strict=True))
     encoder = LookupEncoder(table=table, name=MODEL_NAME, dim=DIM)
+    gc.collect()
+    rss_corpus = rss_mb()
     index, build = build_kshot(data, encoder, factory=config.scale_factory)
     out: dict[str, Any] = {"n": n, "real_embedded_rows": data.real_rows, "build": build}
+    out["memory"] = {
+        # The process holds the benchmark's corpus (texts, vectors) throughout: the index's own
+        # share is the difference, per example.
+        "rss_with_corpus_mb": rss_corpus,
+        "rss_after_build_mb": rss_mb(),
+        "peak_rss_during_build_mb": peak_rss_mb(),
+        "index_kb_per_example": build["rss_delta_mb"] * 1024 / n,
+        "vector_kb_per_example": DIM * 4 / 1024,
+        "columns_mb": index._columns.nbytes / 2**20,
+    }
     queries = data.queries[: config.n_queries]
     qv = data.query_vectors[: config.n_queries]
     # recall of the vector index against exact search over every vector
@@ -62,7 +79,78 @@ def at_scale(n: int, config: SpeedConfig) -> dict[str, Any]:
     out["rss_mb"] = rss_mb()
     out["peak_rss_mb"] = peak_rss_mb()
     out["lexical_nbytes_mb"] = index.view.lexical.nbytes / 2**20
+    with tempfile.TemporaryDirectory(prefix="kshot-scale-") as tmp:
+        out["memory"]["load"] = _load_in_fresh_process(index, Path(tmp) / "index")
+        index.close()  # it lives in `tmp` since the save; close before the folder goes
+    logger.info("scale %d memory: %s", n, json.dumps(out["memory"]))
+    del index
+    gc.collect()
+    out["ingest_exact"] = _ingest_exact(data, encoder)
+    logger.info("scale %d exact-index ingest: %s", n, json.dumps(out["ingest_exact"]))
     return out
+
+
+_LOAD_PROBE = """
+import json, resource, sys, time
+import psutil
+from kshot.index.example_index import ExampleIndex
+rss0 = psutil.Process().memory_info().rss / 2**20
+t0 = time.perf_counter()
+index = ExampleIndex.load(sys.argv[1], read_only=True)
+wall = time.perf_counter() - t0
+rss1 = psutil.Process().memory_info().rss / 2**20
+# ru_maxrss survives exec (it would report the parent's peak); the kernel's VmHWM does not.
+try:
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    peak = int(status.split()[0]) / 1024
+except (OSError, IndexError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rss_before_load_mb": rss0, "rss_after_load_mb": rss1, "peak_rss_mb": peak,
+                  "load_s": wall, "count": len(index)}))
+"""
+
+
+def _load_in_fresh_process(index: Any, path: Path) -> dict[str, Any]:
+    """Save ``index`` to ``path`` and load it read-only in a new interpreter: its memory there.
+
+    A fresh process, because this one holds the benchmark's corpus and the built index; the
+    difference before and after the load is what a server opening the index pays.
+    """
+    t0 = time.perf_counter()
+    index.save(path)
+    save_s = time.perf_counter() - t0
+    found = subprocess.run(
+        [sys.executable, "-c", _LOAD_PROBE, str(path)], capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(found.stdout.strip().splitlines()[-1])
+    result["save_s"] = save_s
+    result["index_kb_per_example"] = (
+        (result["rss_after_load_mb"] - result["rss_before_load_mb"])
+        * 1024
+        / max(1, int(result["count"]))
+    )
+    return result
+
+
+def _ingest_exact(data: Data, encoder: LookupEncoder) -> dict[str, Any]:
+    """The build rate with an exact index: storing and column building, without IVF training."""
+    from kshot.index.example_index import ExampleIndex
+
+    rows = examples(data.texts)
+    c0, t0 = time.process_time(), time.perf_counter()
+    index = ExampleIndex.build(
+        rows, encoder, embeddings=data.vectors, factory="Flat", show_progress=False
+    )
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    index.close()
+    n = len(rows)
+    return {
+        "rows": n,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rows_per_s": n / wall,
+        "rows_per_cpu_s": n / cpu if cpu else float("inf"),
+    }
 
 
 def _heldout_tuned(
