@@ -31,6 +31,8 @@ from kshot.types import Example, Filter, Mask
 __all__ = ["EXACT_FILTER_LIMIT", "SlotView"]
 
 Floats = npt.NDArray[np.float32]
+#: ``read(start, stop)``: the vectors of a range of slots.
+SlotReader = Callable[[int, int], Floats]
 Ints = npt.NDArray[np.int64]
 
 #: Filtered searches over at most this many allowed examples scan them exactly in numpy.
@@ -128,17 +130,23 @@ class SlotView:
         slots[valid_rows] = cols.slots_of_rows(rows[valid_rows])
         return scores, slots
 
-    def slot_matrix(self) -> tuple[object, Floats, Mask | None] | None:
+    def slot_matrix(self) -> tuple[object, int, SlotReader, Mask | None] | None:
         """Every slot's vector for an exact scan, or ``None`` where the vector index is not exact.
 
-        ``(owner, vectors, alive)``: ``vectors`` is ``(slots, dim)``, tombstones included, and
-        ``alive`` the live slots (``None`` when all are live). ``owner`` is the same object for as
-        long as a slot's vector cannot change (slots only grow), so a selector can cache a layout.
+        ``(owner, n, read, alive)``: ``n`` slots, tombstones included; ``read(start, stop)`` the
+        vectors of slots ``start..stop`` (zeros at tombstones, read from FAISS: the columns hold
+        no vectors); ``alive`` the live slots (``None`` when all are live). ``owner`` is the same
+        object for as long as a slot's vector cannot change (slots only grow), so a selector can
+        cache a layout and read only the slots appended since.
         """
         if self._vectors().factory != "Flat":
             return None
         cols = self._columns
-        return cols, cols.vectors[: cols.n], cols.alive[: cols.n] if cols.dead else None
+        n = cols.n
+        return cols, n, self._read_slots, cols.alive[:n] if cols.dead else None
+
+    def _read_slots(self, start: int, stop: int) -> Floats:
+        return self.slot_vectors(np.arange(start, stop))
 
     def slot_vectors(self, slots: npt.ArrayLike) -> Floats:
         """The stored vectors at ``slots`` (any shape; zeros at tombstones), from FAISS."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -53,25 +54,24 @@ _LAYOUTS: weakref.WeakKeyDictionary[object, _Layout] = weakref.WeakKeyDictionary
 _LAYOUTS_LOCK = threading.Lock()
 
 
-def transposed(owner: object, matrix: Floats) -> Floats:
-    """``matrix.T`` (``(dim, slots)``, rows contiguous), cached under ``owner``.
+def transposed(owner: object, n: int, read: Callable[[int, int], Floats]) -> Floats:
+    """The ``(dim, n)`` transposed vectors of slots ``0..n`` (rows contiguous), cached by owner.
 
     Slots only grow and a slot's vector never changes for one owner (see
     :meth:`~kshot.selector.view.IndexView.slot_matrix`), so a cached copy is extended by the new
-    slots' columns, not rebuilt; the buffer grows by half its size at a time.
+    slots' columns, read with ``read``, not rebuilt; the buffer grows by half its size at a time.
     """
-    n, dim = matrix.shape
     with _LAYOUTS_LOCK:
         layout = _LAYOUTS.get(owner)
-        if layout is None or layout.n > n or layout.buffer.shape[0] != dim:
-            layout = _LAYOUTS[owner] = _Layout(np.ascontiguousarray(matrix.T), n)
+        if layout is None or layout.n > n:
+            layout = _LAYOUTS[owner] = _Layout(np.ascontiguousarray(read(0, n).T), n)
         elif layout.n < n:
-            capacity = layout.buffer.shape[1]
+            dim, capacity = layout.buffer.shape
             if capacity < n:
                 grown = np.empty((dim, max(n, capacity + capacity // 2)), np.float32)
                 grown[:, : layout.n] = layout.buffer[:, : layout.n]
                 layout.buffer = grown
-            layout.buffer[:, layout.n : n] = matrix[layout.n : n].T
+            layout.buffer[:, layout.n : n] = read(layout.n, n).T
             layout.n = n
         return layout.buffer[:, :n]
 
@@ -125,14 +125,14 @@ def exact_scan(index: IndexView, vectors: Floats, mask: Mask | None) -> ExactSca
     found = index.slot_matrix()
     if found is None:
         return None
-    owner, matrix, alive = found
-    if matrix.size > SCAN_MAX_FLOATS or len(matrix) == 0:
+    owner, n, read, alive = found
+    if n * vectors.shape[1] > SCAN_MAX_FLOATS or n == 0:
         return None
-    if mask is not None and int(np.count_nonzero(mask)) * _NARROW_FILTER < len(matrix):
+    if mask is not None and int(np.count_nonzero(mask)) * _NARROW_FILTER < n:
         return None
-    layout = transposed(owner, matrix)
+    layout = transposed(owner, n, read)
     queries = np.ascontiguousarray(vectors, dtype=np.float32)
-    scores = np.empty((len(queries), len(matrix)), np.float32)
+    scores = np.empty((len(queries), n), np.float32)
     for row, query in enumerate(queries):
         np.matmul(query, layout, out=scores[row])
     valid = mask if mask is not None else alive

@@ -18,7 +18,7 @@ own public API and the selectors never see the index class.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, cast
 
@@ -82,13 +82,16 @@ class IndexView(Protocol):
         """Top-``k`` live slots by cosine similarity inside ``mask``; ``-1`` pads short rows."""
         ...
 
-    def slot_matrix(self) -> tuple[object, npt.NDArray[np.float32], Mask | None] | None:
-        """``(owner, vectors, alive)`` of every slot when the vector index is exact, else ``None``.
+    def slot_matrix(
+        self,
+    ) -> tuple[object, int, Callable[[int, int], npt.NDArray[np.float32]], Mask | None] | None:
+        """``(owner, n, read, alive)`` of every slot when the vector index is exact, else ``None``.
 
-        ``vectors`` has one row per slot (tombstones included), ``alive`` marks the live slots
-        (``None``: all of them). The rows below a given count never change while ``owner`` (a
-        hashable, weak-referenceable object) stays the same, so a layout derived from them can be
-        cached under it and extended as slots are appended.
+        ``n`` slots (tombstones included); ``read(start, stop)`` gives the vectors of slots
+        ``start..stop`` (zeros at tombstones); ``alive`` marks the live slots (``None``: all of
+        them). The vectors below a given count never change while ``owner`` (a hashable,
+        weak-referenceable object) stays the same, so a layout derived from them can be cached
+        under it and extended as slots are appended.
         """
         ...
 

@@ -181,7 +181,7 @@ def test_writes_extend_the_cached_layout_and_tombstones_never_come_back(paths: P
         selector = build_selector(index, "similarity")
         selector.select(queries[0], 4)
         view = index.view
-        owner, matrix, _ = view.slot_matrix()  # type: ignore[misc]
+        owner, _, _, _ = view.slot_matrix()  # type: ignore[misc]
         first = scan._LAYOUTS[owner]
         built = first.buffer
         index.add(examples[150:], embeddings=vectors[150:])
@@ -190,8 +190,9 @@ def test_writes_extend_the_cached_layout_and_tombstones_never_come_back(paths: P
         # holds exactly the stored vectors of every slot.
         assert scan._LAYOUTS[owner] is first and first.n == 200
         assert first.buffer is built or first.buffer.shape[1] >= 200
-        _, matrix, _ = view.slot_matrix()  # type: ignore[misc]
-        np.testing.assert_array_equal(first.buffer[:, :200], matrix.T)
+        _, n, read, _ = view.slot_matrix()  # type: ignore[misc]
+        np.testing.assert_array_equal(first.buffer[:, :200], read(0, n).T)
+        np.testing.assert_allclose(read(0, n), vectors[:200], atol=1e-6)
         index.delete(best[:2])
         encoder.table["an updated text for seven"] = vectors[11]
         index.update("x7", input="an updated text for seven")
@@ -230,7 +231,8 @@ def reference_similarity(index: ExampleIndex, query: str, k: int) -> list[tuple[
     """Every live example scored in float64, best first, ties by slot, then the hygiene rules."""
     view = index.view
     with view.reading():
-        _, matrix, alive = view.slot_matrix()  # type: ignore[misc]
+        _, n, read, alive = view.slot_matrix()  # type: ignore[misc]
+        matrix = read(0, n)
         vector = view.encode_queries([query])[0].astype(np.float64)
         scores = matrix.astype(np.float64) @ vector
         live = np.flatnonzero(alive if alive is not None else np.ones(len(matrix), bool))
