@@ -47,8 +47,12 @@ def batch_of(rows: Ints, ids: list[str], items: Sequence[Example], vectors: Floa
 class Columns:
     """Store rows, vectors, ids, inputs, label codes and metadata postings, by slot."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, *, keep_vectors: bool = True) -> None:
         self.dim = dim
+        #: Whether ``vectors`` holds every slot's vector; an index whose vectors stay on disk
+        #: (compressed or memory-mapped, :func:`~kshot.index.factories.holds_vectors`) reads
+        #: them from the store instead.
+        self.keep_vectors = keep_vectors
         self.n = 0
         self.rows = np.empty(0, np.int64)
         self.vectors = np.empty((0, dim), np.float32)
@@ -82,6 +86,8 @@ class Columns:
             grown = np.zeros(capacity, old.dtype)
             grown[: self.n] = old[: self.n]
             setattr(self, name, grown)
+        if not self.keep_vectors:
+            return
         vectors = np.zeros((capacity, self.dim), np.float32)
         vectors[: self.n] = self.vectors[: self.n]
         self.vectors = vectors
@@ -92,7 +98,8 @@ class Columns:
         self._reserve(count)
         start, end = self.n, self.n + count
         self.rows[start:end] = batch.rows
-        self.vectors[start:end] = batch.embeddings
+        if self.keep_vectors:
+            self.vectors[start:end] = batch.embeddings
         self.alive[start:end] = True
         codes = self.label_codes
         for offset, (ex_id, text, label, meta) in enumerate(
@@ -135,7 +142,7 @@ class Columns:
         return np.flatnonzero(alive if mask is None else alive & mask)
 
     def live_arrays(self) -> tuple[Ints, Floats]:
-        """The store rows and vectors of every live slot, in slot order."""
+        """The store rows and vectors of every live slot, in slot order (``keep_vectors`` only)."""
         live = self.live_slots()
         return self.rows[live], self.vectors[live]
 

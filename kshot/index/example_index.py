@@ -46,6 +46,7 @@ from kshot._version import __version__
 from kshot.errors import ConfigError, DataError, NotFoundError, QueryError, ReadOnlyError
 from kshot.index.columns import Columns, batch_of
 from kshot.index.encoder import Encoder, encoder_from_name
+from kshot.index.factories import holds_vectors, validate_factory
 from kshot.index.filters import normalize_text
 from kshot.index.lexical import LexicalIndex
 from kshot.index.lock import ReadWriteLock, WriterLock
@@ -53,6 +54,7 @@ from kshot.index.persistence import (
     IndexLayout,
     Manifest,
     drift_limit,
+    live_vectors,
     open_index,
     write_copy,
     write_vector_file,
@@ -132,17 +134,23 @@ class ExampleIndex:
         show_progress: bool | None = None,
         recall_target: float = 0.95,
         seed: int = 0,
+        mmap: bool = False,
     ) -> ExampleIndex:
         """Embed ``examples`` (or take precomputed ``embeddings``) and index them.
 
-        ``factory`` is a FAISS factory string; by default exact ``Flat`` below 200k examples and
-        an IVF index above, with ``nprobe`` tuned to ``recall_target`` recall@10. With ``path``
-        the index is saved there and stays attached to that directory.
+        ``factory`` is a FAISS factory string (:mod:`kshot.index.factories`); by default exact
+        ``Flat`` below 50k examples and an IVF index above, with ``nprobe`` tuned to
+        ``recall_target`` recall@10. Compressed ones (``SQ8``, ``IVF1024,PQ48``) keep no float32
+        vectors in memory and have their recall measured. ``mmap`` makes every load map the
+        vector file instead of reading it. With ``path`` the index is saved there and stays
+        attached to that directory.
         """
         items = [as_example(row, i) for i, row in enumerate(examples)]
         if not items:
             raise DataError("the corpus is empty: give at least one example with an input")
         _check_unique_ids(items)
+        if factory is not None:
+            validate_factory(factory, encoder.dim)
         if path is not None and Path(path).exists():
             # Refuse before embedding, which can take minutes, not after.
             raise ConfigError(
@@ -159,7 +167,9 @@ class ExampleIndex:
         store = ExampleStore(None, dim=encoder.dim)
         store.set_info("encoder", encoder.name)
         store.set_info("dim", str(encoder.dim))
-        columns = Columns(encoder.dim)
+        params = BuildParams(factory=factory, recall_target=recall_target, seed=seed, mmap=mmap)
+        chosen = factory or choose_factory(len(items))
+        columns = Columns(encoder.dim, keep_vectors=holds_vectors(chosen, mmap))
         progress = tqdm(
             total=len(items),
             desc="storing",
@@ -173,10 +183,9 @@ class ExampleIndex:
             columns.append(batch_of(rows, ids, chunk, chunk_vectors))
             progress.update(len(chunk))
         progress.close()
-        params = BuildParams(factory=factory, recall_target=recall_target, seed=seed)
-        chosen = factory or choose_factory(len(items))
+        rows = columns.rows[: columns.n]  # every slot is live, in row order
         vector_index, recall = build_vectors(
-            columns.dim, *columns.live_arrays(), chosen, recall_target, seed
+            columns.dim, rows, vectors, chosen, recall_target, seed
         )
         if (
             factory is None
@@ -193,7 +202,7 @@ class ExampleIndex:
                 recall_target,
             )
             vector_index, recall = build_vectors(
-                columns.dim, *columns.live_arrays(), "Flat", recall_target, seed
+                columns.dim, rows, vectors, "Flat", recall_target, seed
             )
         index = cls(
             store, encoder, encoder.name, vector_index, columns, recall_at_10=recall, build=params
@@ -352,6 +361,8 @@ class ExampleIndex:
             "factory": self.factory,
             "nprobe": self._vectors.nprobe,
             "recall_at_10": self.recall_at_10,
+            "mmap": self._build_params.mmap,
+            "vectors_in_memory": self._columns.keep_vectors,
             "labels": labels,
             "fields": self.fields(),
             "kshot_version": __version__,
@@ -461,7 +472,7 @@ class ExampleIndex:
                     continue  # changed while we encoded: merge the change into its new state
                 vector = encoded.get(new.input)
                 if vector is None or new.input == current.input:
-                    vector = self._columns.vectors[slot].copy()
+                    vector = self.view.slot_vectors([slot])[0].copy()
                 new_row = self._store.replace(old_row, new, vector)
                 self._columns.kill([slot])
                 rows = np.array([new_row], np.int64)
@@ -515,7 +526,7 @@ class ExampleIndex:
         params = self._build_params
         return build_vectors(
             self.dim,
-            *self._columns.live_arrays(),
+            *live_vectors(self._columns, self._store),
             params.factory or self.factory,
             params.recall_target,
             params.seed,
@@ -568,6 +579,7 @@ class ExampleIndex:
             build_factory=self._build_params.factory,
             recall_target=self._build_params.recall_target,
             seed=self._build_params.seed,
+            mmap=self._build_params.mmap,
         ).write(layout.manifest)
 
     def _vectors_need_rebuild(self) -> bool:
@@ -634,10 +646,14 @@ class ExampleIndex:
             vectors=self._current_vectors,
             fetch=self._fetch_rows,
             lexical=self._lexical_index,
+            stored_vectors=self._stored_vectors,
         )
 
     def _current_vectors(self) -> VectorIndex:
         return self._vectors
+
+    def _stored_vectors(self, rows: npt.NDArray[np.int64]) -> Floats:
+        return self._store.embeddings(rows)
 
     def _fetch_rows(self, rows: list[int]) -> list[Example]:
         return self._store.fetch(rows)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from kshot._files import atomic_path, atomic_write_bytes, fsync_dir, sha256
 from kshot.errors import (
@@ -47,6 +48,7 @@ from kshot.errors import (
 )
 from kshot.index.columns import Columns
 from kshot.index.encoder import Encoder
+from kshot.index.factories import holds_vectors
 from kshot.index.lock import WriterLock
 from kshot.index.store import ExampleStore
 from kshot.index.vectors import BuildParams, VectorIndex, build_vectors
@@ -59,6 +61,7 @@ __all__ = [
     "OpenedIndex",
     "drift_limit",
     "exchange_paths",
+    "live_vectors",
     "open_index",
     "recover_interrupted_save",
     "write_copy",
@@ -111,6 +114,8 @@ class Manifest:
     build_factory: str | None = None
     recall_target: float = 0.95
     seed: int = 0
+    #: Whether loads map the vector file (its codes stay on disk) instead of reading it.
+    mmap: bool = False
     normalized: bool = True
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -139,7 +144,9 @@ class Manifest:
         seed = self.seed
         ok = isinstance(seed, int) and not isinstance(seed, bool)
         _check_field("seed", seed, ok, "a whole number")
-        _check_field("normalized", self.normalized, isinstance(self.normalized, bool), "a boolean")
+        for name in ("mmap", "normalized"):
+            value = getattr(self, name)
+            _check_field(name, value, isinstance(value, bool), "a boolean")
         _check_field("extra", self.extra, isinstance(self.extra, dict), "an object")
 
     def to_json(self) -> str:
@@ -150,7 +157,10 @@ class Manifest:
     def build(self) -> BuildParams:
         """What the build asked for, which rebuilds repeat."""
         return BuildParams(
-            factory=self.build_factory, recall_target=self.recall_target, seed=self.seed
+            factory=self.build_factory,
+            recall_target=self.recall_target,
+            seed=self.seed,
+            mmap=self.mmap,
         )
 
     def write(self, path: Path) -> None:
@@ -284,7 +294,7 @@ def open_index(
         store = ExampleStore(layout.store, dim=manifest.dim, mode="read" if read_only else "write")
         try:
             columns = _read_columns(layout, manifest, store)
-            vectors, drift, recall = _load_vectors(layout, manifest, columns)
+            vectors, drift, recall = _load_vectors(layout, manifest, columns, store)
         except BaseException:
             store.close()
             raise
@@ -320,7 +330,8 @@ def _read_columns(layout: IndexLayout, manifest: Manifest, store: ExampleStore) 
                 f"but the manifest says {manifest.encoder!r} (dim {manifest.dim}); the index "
                 "is inconsistent: rebuild it"
             )
-        columns = Columns(manifest.dim)
+        keep = holds_vectors(manifest.build_factory or manifest.factory, manifest.mmap)
+        columns = Columns(manifest.dim, keep_vectors=keep)
         for batch in store.iter_batches():
             columns.append(batch)
     except sqlite3.DatabaseError as exc:
@@ -331,8 +342,18 @@ def _read_columns(layout: IndexLayout, manifest: Manifest, store: ExampleStore) 
     return columns
 
 
+def live_vectors(
+    columns: Columns, store: ExampleStore
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The store rows and exact vectors of every live slot, from the columns or the store."""
+    if columns.keep_vectors:
+        return columns.live_arrays()
+    rows = columns.rows[columns.live_slots()]
+    return rows, store.embeddings(rows)
+
+
 def _load_vectors(
-    layout: IndexLayout, manifest: Manifest, columns: Columns
+    layout: IndexLayout, manifest: Manifest, columns: Columns, store: ExampleStore
 ) -> tuple[VectorIndex, int, float | None]:
     """The vector index in step with ``columns``, how many rows the file lagged, its recall."""
     problem: str | None = None
@@ -342,18 +363,21 @@ def _load_vectors(
         problem = "does not match its checksum (corrupt)"
     if problem is None:
         try:
-            vectors = VectorIndex.load(layout.vectors, manifest.factory, nprobe=manifest.nprobe)
+            vectors = VectorIndex.load(
+                layout.vectors, manifest.factory, nprobe=manifest.nprobe, mmap=manifest.mmap
+            )
         except IndexFormatError:
             problem = "cannot be read by FAISS"
         else:
-            drift = _reconcile(vectors, columns) if vectors.dim == manifest.dim else None
+            ok = vectors.dim == manifest.dim
+            drift = _reconcile(vectors, columns, store) if ok else None
             if drift is not None:
                 return vectors, drift, manifest.recall_at_10
             problem = "does not hold vectors this index can use"
     build = manifest.build
     rebuilt, recall = build_vectors(
         columns.dim,
-        *columns.live_arrays(),
+        *live_vectors(columns, store),
         build.factory or manifest.factory,
         build.recall_target,
         build.seed,
@@ -365,7 +389,7 @@ def _load_vectors(
     return rebuilt, columns.live, recall
 
 
-def _reconcile(vectors: VectorIndex, columns: Columns) -> int | None:
+def _reconcile(vectors: VectorIndex, columns: Columns, store: ExampleStore) -> int | None:
     """Make ``vectors`` hold exactly the live rows: add the missing, remove the extra.
 
     Rows are never reused (an update writes a new row), so a row the file holds has the vector
@@ -384,7 +408,11 @@ def _reconcile(vectors: VectorIndex, columns: Columns) -> int | None:
     if len(extra):
         vectors.remove(extra)
     if missing.any():
-        vectors.add(live[missing], columns.vectors[live_slots[missing]])
+        added = live_slots[missing]
+        vectors.add(
+            live[missing],
+            columns.vectors[added] if columns.keep_vectors else store.embeddings(live[missing]),
+        )
     changed = len(extra) + int(missing.sum())
     if changed:
         logger.info("%d vector rows differed from the store; brought up to date", changed)

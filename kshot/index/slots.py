@@ -41,7 +41,7 @@ EXACT_BATCH_MIN = 8
 class SlotView:
     """Slot-level reads of one index, for selectors; call them inside :meth:`reading`."""
 
-    __slots__ = ("_columns", "_encode", "_fetch", "_lexical", "_reading", "_vectors")
+    __slots__ = ("_columns", "_encode", "_fetch", "_lexical", "_reading", "_stored", "_vectors")
 
     def __init__(
         self,
@@ -52,6 +52,7 @@ class SlotView:
         vectors: Callable[[], VectorIndex],
         fetch: Callable[[list[int]], list[Example]],
         lexical: Callable[[], LexicalIndex],
+        stored_vectors: Callable[[Ints], Floats],
     ) -> None:
         self._columns = columns
         self._reading = reading
@@ -59,6 +60,8 @@ class SlotView:
         self._vectors = vectors
         self._fetch = fetch
         self._lexical = lexical
+        # Exact vectors of store rows, for indexes whose columns keep none in memory.
+        self._stored = stored_vectors
 
     def __len__(self) -> int:
         """How many live examples the index holds."""
@@ -89,6 +92,8 @@ class SlotView:
         if k <= 0:
             return scores, slots
         allowed = None if mask is None else np.flatnonzero(mask)
+        if not cols.keep_vectors:
+            return self._search_on_disk(queries, k, allowed, scores, slots)
         if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
             found_scores, positions = exact_search(queries, cols.vectors[allowed], k)
             width = found_scores.shape[1]
@@ -112,9 +117,39 @@ class SlotView:
         slots[valid] = cols.slots_of_rows(rows[valid])
         return scores, slots
 
+    def _search_on_disk(
+        self,
+        queries: Floats,
+        k: int,
+        allowed: npt.NDArray[np.intp] | None,
+        scores: Floats,
+        slots: Ints,
+    ) -> tuple[Floats, Ints]:
+        """:meth:`vector_search` where the columns keep no vectors: FAISS, re-scored exactly.
+
+        A filter allowing few examples probes every list, so that it still finds k of them.
+        """
+        cols = self._columns
+        found_scores, rows = self._vectors().search_refined(
+            queries,
+            k,
+            self._stored,
+            allowed_rows=None if allowed is None else cols.rows[allowed],
+            exhaustive=allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT,
+        )
+        valid = rows >= 0
+        scores[valid] = found_scores[valid]
+        slots[valid] = cols.slots_of_rows(rows[valid])
+        return scores, slots
+
     def slot_vectors(self, slots: npt.ArrayLike) -> Floats:
-        """The stored vectors at ``slots``."""
-        return self._columns.vectors[np.asarray(slots, np.intp)]
+        """The stored vectors at ``slots`` (any shape; one vector per entry)."""
+        at = np.asarray(slots, np.intp)
+        cols = self._columns
+        if cols.keep_vectors:
+            return cols.vectors[at]
+        rows, where = np.unique(cols.rows[at.ravel()], return_inverse=True)
+        return self._stored(rows)[where].reshape(*at.shape, cols.dim)
 
     def slot_text(self, slot: int) -> str:
         """The input text at ``slot``."""

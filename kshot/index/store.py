@@ -312,6 +312,26 @@ class ExampleStore:
                     )
         return [found[r] for r in wanted]
 
+    def embeddings(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """The stored embeddings of unique ``rows``, in order; rows not stored get zero vectors.
+
+        For indexes that keep no vectors in memory: one indexed query per 900 rows.
+        """
+        out = np.zeros((len(rows), self.dim), np.float32)
+        if not len(rows):
+            return out
+        wanted = [int(r) for r in rows]
+        position = {row: i for i, row in enumerate(wanted)}
+        with self._lock:
+            for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
+                chunk = wanted[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                for row, blob in self._conn.execute(
+                    f"SELECT row, embedding FROM examples WHERE row IN ({marks})", chunk
+                ):
+                    out[position[int(row)]] = np.frombuffer(blob, np.float32)
+        return out
+
     def iter_batches(self, batch_size: int = 50_000, *, after: int = 0) -> Iterator[StoredBatch]:
         """Yield every stored row above ``after`` in row order, in batches, embeddings included."""
         last = after
