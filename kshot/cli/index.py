@@ -58,7 +58,8 @@ def index_build(
         typer.Option(
             help="FAISS factory string (default: by corpus size): 'Flat' (exact), "
             "'IVF1024,Flat', or compressed, keeping no float32 vectors in memory: 'SQ8', "
-            "'IVF4096,SQ8', 'IVF1024,PQ48' (PQ M must divide the dimension; 'PQ32x4': 4 bits). "
+            "'IVF4096,SQ8', 'IVF1024,PQ48' (PQ inside IVF; M must divide the dimension; "
+            "'PQ48x4': 4 bits). "
             "Approximate ones get their recall@10 measured (see `index info`)."
         ),
     ] = None,

@@ -34,7 +34,7 @@ APPROX_THRESHOLD = 50_000
 
 # FAISS components that store lossy codes instead of the float32 vectors.
 _CODES = re.compile(r"^(O?PQ|SQ|RQ|LSQ|PRQ|PLSQ|LSH|ITQ)")
-_PQ = re.compile(r"^PQ(\d+)(?:x(\d+))?")
+_PQ = re.compile(r"^PQ(\d+)(?:x(\d+))?(fs)?")
 _REFINE = re.compile(r"^(RFlat|Refine\()")
 
 
@@ -93,7 +93,8 @@ def validate_factory(factory: str, dim: int) -> None:
     cases whose FAISS message would not say what to change, or that FAISS accepts but kshot must
     not use.
     """
-    for part in _parts(factory):
+    parts = _parts(factory)
+    for part in parts:
         if _REFINE.match(part):
             raise ConfigError(
                 f"factory {factory!r}: kshot re-scores every candidate with its exact stored "
@@ -115,4 +116,16 @@ def validate_factory(factory: str, dim: int) -> None:
             raise ConfigError(
                 f"factory {factory!r}: PQ codes have 1 to 16 bits per part, not {bits} "
                 "(e.g. 'PQ48' for 8 bits, 'PQ48x4' for 4)"
+            )
+        # Both FAISS index types refuse search parameters, which filters need.
+        if pq.group(3):
+            raise ConfigError(
+                f"factory {factory!r}: fast-scan codes ({part!r}) cannot search inside a filter "
+                f"in FAISS; use {part.removesuffix('fs')!r}"
+            )
+        if not any(p.startswith("IVF") for p in parts):
+            raise ConfigError(
+                f"factory {factory!r}: a flat {part} index cannot search inside a filter in "
+                f"FAISS; use it inside inverted lists, e.g. 'IVF1024,{part}' (small indexes get "
+                "fewer lists), or 'SQ8'"
             )
