@@ -54,8 +54,22 @@ def index_build(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")] = "auto",
     factory: Annotated[
-        str | None, typer.Option(help="FAISS factory string (default: by corpus size).")
+        str | None,
+        typer.Option(
+            help="FAISS factory string (default: by corpus size): 'Flat' (exact), "
+            "'IVF1024,Flat', or compressed, keeping no float32 vectors in memory: 'SQ8', "
+            "'IVF4096,SQ8', 'IVF1024,PQ48' (PQ inside IVF; M must divide the dimension; "
+            "'PQ48x4': 4 bits). "
+            "Approximate ones get their recall@10 measured (see `index info`)."
+        ),
     ] = None,
+    mmap: Annotated[
+        bool,
+        typer.Option(
+            "--mmap/--no-mmap",
+            help="Loads map the vector file (paged in by the OS) instead of reading it in.",
+        ),
+    ] = False,
     embeddings: Annotated[
         Path | None, typer.Option(help="Precomputed embeddings (.npy, one row per example).")
     ] = None,
@@ -92,6 +106,7 @@ def index_build(
         embeddings=vectors,
         factory=factory,
         show_progress=wants_progress(progress, len(corpus.examples)),
+        mmap=mmap,
     )
     _note_outputs(index, corpus, label_field)
     index.save(out, overwrite=overwrite)

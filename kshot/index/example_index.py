@@ -46,6 +46,7 @@ from kshot._version import __version__
 from kshot.errors import ConfigError, DataError, NotFoundError, QueryError, ReadOnlyError
 from kshot.index.columns import Columns, batch_of
 from kshot.index.encoder import Encoder, encoder_from_name
+from kshot.index.factories import validate_factory
 from kshot.index.filters import normalize_text
 from kshot.index.lexical import LexicalIndex
 from kshot.index.lock import ReadWriteLock, WriterLock
@@ -136,17 +137,23 @@ class ExampleIndex:
         show_progress: bool | None = None,
         recall_target: float = 0.95,
         seed: int = 0,
+        mmap: bool = False,
     ) -> ExampleIndex:
         """Embed ``examples`` (or take precomputed ``embeddings``) and index them.
 
-        ``factory`` is a FAISS factory string; by default exact ``Flat`` below 200k examples and
-        an IVF index above, with ``nprobe`` tuned to ``recall_target`` recall@10. With ``path``
-        the index is saved there and stays attached to that directory.
+        ``factory`` is a FAISS factory string (:mod:`kshot.index.factories`); by default exact
+        ``Flat`` below 50k examples and an IVF index above, with ``nprobe`` tuned to
+        ``recall_target`` recall@10. Compressed ones (``SQ8``, ``IVF1024,PQ48``) keep no float32
+        vectors in memory and have their recall measured. ``mmap`` makes every load map the
+        vector file instead of reading it. With ``path`` the index is saved there and stays
+        attached to that directory.
         """
         items = [as_example(row, i) for i, row in enumerate(examples)]
         if not items:
             raise DataError("the corpus is empty: give at least one example with an input")
         _check_unique_ids(items)
+        if factory is not None:
+            validate_factory(factory, encoder.dim)
         if path is not None and Path(path).exists():
             # Refuse before embedding, which can take minutes, not after.
             raise ConfigError(
@@ -163,6 +170,8 @@ class ExampleIndex:
         store = ExampleStore(None, dim=encoder.dim)
         store.set_info("encoder", encoder.name)
         store.set_info("dim", str(encoder.dim))
+        params = BuildParams(factory=factory, recall_target=recall_target, seed=seed, mmap=mmap)
+        chosen = factory or choose_factory(len(items))
         columns = Columns(encoder.dim)
         progress = tqdm(
             total=len(items),
@@ -180,8 +189,6 @@ class ExampleIndex:
             progress.update(len(chunk))
         progress.close()
         del items  # the columns and the store hold what the index needs of them
-        params = BuildParams(factory=factory, recall_target=recall_target, seed=seed)
-        chosen = factory or choose_factory(len(vectors))
         rows = columns.live_rows()
         vector_index, recall = build_vectors(
             columns.dim, rows, vectors, chosen, recall_target, seed
@@ -363,6 +370,8 @@ class ExampleIndex:
             "factory": self.factory,
             "nprobe": self._vectors.nprobe,
             "recall_at_10": self.recall_at_10,
+            "mmap": self._build_params.mmap,
+            "vectors_in_memory": self._vectors.holds_exact_vectors,
             "labels": labels,
             "fields": self.fields(),
             "kshot_version": __version__,
@@ -576,6 +585,7 @@ class ExampleIndex:
             build_factory=self._build_params.factory,
             recall_target=self._build_params.recall_target,
             seed=self._build_params.seed,
+            mmap=self._build_params.mmap,
         ).write(layout.manifest)
 
     def _vectors_need_rebuild(self) -> bool:
@@ -656,10 +666,14 @@ class ExampleIndex:
             texts=self._store_inputs,
             slots_of_ids=self._slots_of_ids,
             lexical=self._lexical_index,
+            stored_vectors=self._stored_vectors,
         )
 
     def _current_vectors(self) -> VectorIndex:
         return self._vectors
+
+    def _stored_vectors(self, rows: npt.NDArray[np.int64]) -> Floats:
+        return self._store.embeddings(rows.tolist())
 
     def _fetch_rows(self, rows: list[int]) -> list[Example]:
         return self._store.fetch(rows)

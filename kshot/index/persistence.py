@@ -111,6 +111,8 @@ class Manifest:
     build_factory: str | None = None
     recall_target: float = 0.95
     seed: int = 0
+    #: Whether loads map the vector file (its codes stay on disk) instead of reading it.
+    mmap: bool = False
     normalized: bool = True
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -139,7 +141,9 @@ class Manifest:
         seed = self.seed
         ok = isinstance(seed, int) and not isinstance(seed, bool)
         _check_field("seed", seed, ok, "a whole number")
-        _check_field("normalized", self.normalized, isinstance(self.normalized, bool), "a boolean")
+        for name in ("mmap", "normalized"):
+            value = getattr(self, name)
+            _check_field(name, value, isinstance(value, bool), "a boolean")
         _check_field("extra", self.extra, isinstance(self.extra, dict), "an object")
 
     def to_json(self) -> str:
@@ -150,7 +154,10 @@ class Manifest:
     def build(self) -> BuildParams:
         """What the build asked for, which rebuilds repeat."""
         return BuildParams(
-            factory=self.build_factory, recall_target=self.recall_target, seed=self.seed
+            factory=self.build_factory,
+            recall_target=self.recall_target,
+            seed=self.seed,
+            mmap=self.mmap,
         )
 
     def write(self, path: Path) -> None:
@@ -343,7 +350,9 @@ def _load_vectors(
         problem = "does not match its checksum (corrupt)"
     if problem is None:
         try:
-            vectors = VectorIndex.load(layout.vectors, manifest.factory, nprobe=manifest.nprobe)
+            vectors = VectorIndex.load(
+                layout.vectors, manifest.factory, nprobe=manifest.nprobe, mmap=manifest.mmap
+            )
         except IndexFormatError:
             problem = "cannot be read by FAISS"
         else:

@@ -49,6 +49,7 @@ class SlotView:
         "_lexical",
         "_reading",
         "_slots_of_ids",
+        "_stored",
         "_texts",
         "_vectors",
     )
@@ -64,6 +65,7 @@ class SlotView:
         texts: Callable[[list[int]], list[str]],
         slots_of_ids: Callable[[Iterable[str]], list[int]],
         lexical: Callable[[], LexicalIndex],
+        stored_vectors: Callable[[Ints], Floats],
     ) -> None:
         self._columns = columns
         self._reading = reading
@@ -73,6 +75,8 @@ class SlotView:
         self._texts = texts
         self._slots_of_ids = slots_of_ids
         self._lexical = lexical
+        # Exact vectors of store rows, for indexes whose columns keep none in memory.
+        self._stored = stored_vectors
 
     def __len__(self) -> int:
         """How many live examples the index holds."""
@@ -104,6 +108,8 @@ class SlotView:
             return scores, slots
         vectors = self._vectors()
         allowed = None if mask is None else np.flatnonzero(mask)
+        if not vectors.holds_exact_vectors:
+            return self._search_on_disk(queries, k, allowed, scores, slots)
         if allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
             found = vectors.reconstruct(cols.rows[allowed])
             found_scores, positions = exact_search(queries, found, k)
@@ -139,7 +145,8 @@ class SlotView:
         object for as long as a slot's vector cannot change (slots only grow), so a selector can
         cache a layout and read only the slots appended since.
         """
-        if self._vectors().factory != "Flat":
+        vectors = self._vectors()
+        if vectors.factory != "Flat" or not vectors.holds_exact_vectors:
             return None
         cols = self._columns
         n = cols.n
@@ -149,16 +156,53 @@ class SlotView:
         return self.slot_vectors(np.arange(start, stop))
 
     def slot_vectors(self, slots: npt.ArrayLike) -> Floats:
-        """The stored vectors at ``slots`` (any shape; zeros at tombstones), from FAISS."""
+        """The exact stored vectors at ``slots`` (any shape; zeros at tombstones).
+
+        Read from FAISS where it holds them exactly in memory (the columns keep no copy), else
+        (compressed or memory-mapped indexes) from the store.
+        """
         cols = self._columns
         wanted = np.asarray(slots, np.intp)
         held = cols.alive[wanted]
-        if held.all():
-            found = self._vectors().reconstruct(cols.rows[wanted])
-            return found.reshape(*wanted.shape, cols.dim)
         out = np.zeros((*wanted.shape, cols.dim), np.float32)
-        out[held] = self._vectors().reconstruct(cols.rows[wanted[held]])
+        live = wanted[held]
+        if not len(live):
+            return out
+        vectors = self._vectors()
+        if vectors.holds_exact_vectors:
+            found = vectors.reconstruct(cols.rows[live])
+        else:
+            rows, where = np.unique(cols.rows[live], return_inverse=True)
+            found = self._stored(rows)[where]
+        if held.all():
+            return found.reshape(*wanted.shape, cols.dim)
+        out[held] = found
         return out
+
+    def _search_on_disk(
+        self,
+        queries: Floats,
+        k: int,
+        allowed: npt.NDArray[np.intp] | None,
+        scores: Floats,
+        slots: Ints,
+    ) -> tuple[Floats, Ints]:
+        """:meth:`vector_search` where FAISS holds no exact vectors: its candidates re-scored.
+
+        A filter allowing few examples probes every list, so that it still finds k of them.
+        """
+        cols = self._columns
+        found_scores, rows = self._vectors().search_refined(
+            queries,
+            k,
+            self._stored,
+            allowed_rows=None if allowed is None else cols.rows[allowed],
+            exhaustive=allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT,
+        )
+        valid = rows >= 0
+        scores[valid] = found_scores[valid]
+        slots[valid] = cols.slots_of_rows(rows[valid])
+        return scores, slots
 
     def slot_text(self, slot: int) -> str:
         """The input text at ``slot``, read from the store (texts are not kept in memory)."""

@@ -1,19 +1,25 @@
 """The FAISS vector index: a cache of the stored embeddings, keyed by store row.
 
 Inner product over L2-normalised vectors (cosine similarity). The index type is a FAISS factory
-string: exact ``Flat`` below :data:`APPROX_THRESHOLD` vectors, an inverted-file index above, whose
-``nprobe`` is tuned at build time until recall@k against exact search reaches a target.
-:func:`build_vectors` builds (trains, fills and tunes) one from the stored embeddings, the same
-way at build time and in every rebuild, as :class:`BuildParams` records.
+string (:mod:`kshot.index.factories`): exact ``Flat`` below
+:data:`~kshot.index.factories.APPROX_THRESHOLD` vectors, an inverted-file index above, or a
+compressed one (``SQ8``, ``IVF1024,PQ48``, ...) when asked for. :func:`build_vectors` builds
+(trains, fills and tunes) one from the stored embeddings, the same way at build time and in
+every rebuild, as :class:`BuildParams` records. Approximate indexes get their recall@10 measured
+on held-out rows, and IVF ones their ``nprobe`` tuned until it reaches a target.
+
+A compressed index returns :data:`REFINE` times the asked-for candidates, which the caller
+re-scores with the exact vectors (:meth:`VectorIndex.search_refined`). A file read with
+``mmap`` stays on disk, paged in by the OS; FAISS cannot change a mapped index (it aborts the
+process), so the first add or remove copies it into memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +30,18 @@ import numpy.typing as npt
 
 from kshot._ranking import top_k
 from kshot.errors import ConfigError, IndexFormatError
+from kshot.index.factories import (
+    APPROX_THRESHOLD,
+    choose_factory,
+    fit_factory,
+    holds_vectors,
+    is_compressed,
+    validate_factory,
+)
 
 __all__ = [
     "APPROX_THRESHOLD",
+    "REFINE",
     "BuildParams",
     "VectorIndex",
     "build_vectors",
@@ -37,40 +52,22 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Below this many vectors an exact flat scan is both fast enough and simplest.
-APPROX_THRESHOLD = 50_000
 #: The fewest inverted lists an IVF search probes, whatever build-time tuning measured.
 MIN_NPROBE = 16
+#: Candidates per result a compressed index returns for exact re-scoring: its codes misrank
+#: neighbours that lie close together, and re-scoring a few times more of them recovers most.
+REFINE = 4
+#: A compressed IVF index stops doubling ``nprobe`` once recall gains less than this: its codes
+#: bound the recall, so probing more lists would only cost time.
+_PLATEAU = 0.005
 _PARALLEL_MIN_QUERIES = 16
 _BLOCK_FLOATS = 1 << 24  # score-matrix block of exact_search: 64 MiB of float32
 _RECALL_QUERIES = 200
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
-
-
-def choose_factory(n: int) -> str:
-    """Pick a FAISS factory string for ``n`` vectors: exact below the threshold, IVF above."""
-    if n < APPROX_THRESHOLD:
-        return "Flat"
-    # About 2 sqrt(n) lists: training and assignment cost grow with the list count, while a
-    # search scans nprobe/nlist of the vectors; this keeps both low at a million rows.
-    nlist = 2 ** round(math.log2(2 * math.sqrt(n)))
-    return f"IVF{nlist},Flat"
-
-
-def fit_factory(factory: str, n: int) -> str:
-    """``factory`` scaled down to ``n`` vectors: FAISS cannot train more IVF lists than vectors.
-
-    With fewer vectors than lists, an ``IVF`` factory keeps one list per 39 vectors (FAISS's
-    minimum for a stable k-means), or becomes exact ``Flat`` below two such lists, where a scan
-    of so few vectors costs nothing. Other factories are returned unchanged.
-    """
-    head, sep, rest = factory.partition(",")
-    if not head.startswith("IVF") or not head[3:].isdigit() or n >= int(head[3:]):
-        return factory
-    lists = n // 39
-    return f"IVF{lists}{sep}{rest}" if lists >= 2 else "Flat"
+#: Exact vectors of store rows (sorted, unique), one row each.
+VectorsOf = Callable[[Ints], Floats]
 
 
 def exact_search(
@@ -130,24 +127,28 @@ class SearchStats:
 class VectorIndex:
     """A FAISS index of unit vectors keyed by int64 store rows."""
 
-    def __init__(self, index: Any, factory: str, *, nprobe: int | None = None) -> None:
+    def __init__(
+        self, index: Any, factory: str, *, nprobe: int | None = None, mapped: bool = False
+    ) -> None:
         self._index = index
         self.factory = factory
         self.nprobe = nprobe
+        self.mapped = mapped
         self._dead: set[int] = set()
         self._lock = threading.Lock()
         self._flat: tuple[Any, Any] | bool | None = False  # False: not looked at yet
 
     @classmethod
     def create(cls, dim: int, factory: str) -> VectorIndex:
-        """Make an empty index from a FAISS factory string (``Flat``, ``IVF1024,Flat``, ...)."""
+        """Make an empty index from a FAISS factory string (``Flat``, ``IVF1024,PQ48``, ...)."""
+        validate_factory(factory, dim)
         description = factory if factory.startswith("IVF") else f"IDMap2,{factory}"
         try:
             index = faiss.index_factory(dim, description, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
             raise ConfigError(
                 f"FAISS cannot build factory string {factory!r}: {str(exc).splitlines()[0]}; "
-                "try 'Flat', 'IVF1024,Flat' or 'HNSW32,Flat'"
+                "try 'Flat', 'IVF1024,Flat', 'HNSW32,Flat', 'SQ8' or 'IVF1024,PQ48'"
             ) from exc
         _keep_direct_map(index)
         return cls(index, factory)
@@ -170,6 +171,25 @@ class VectorIndex:
         return int(faiss.extract_index_ivf(self._index).nlist)
 
     @property
+    def compressed(self) -> bool:
+        """Whether the index ranks by lossy codes (its callers re-score with exact vectors)."""
+        return is_compressed(self.factory)
+
+    @property
+    def holds_exact_vectors(self) -> bool:
+        """Whether FAISS holds every vector exactly in memory (not compressed, not mapped).
+
+        Then the selectors re-score from it (the one in-memory copy of the vectors); otherwise
+        they read their candidates' exact vectors from the store.
+        """
+        return holds_vectors(self.factory, self.mapped)
+
+    @property
+    def refine(self) -> int:
+        """Candidates per result :meth:`search_refined` asks FAISS for."""
+        return REFINE if self.compressed else 1
+
+    @property
     def is_trained(self) -> bool:
         """Whether the index needs no (more) training."""
         return bool(self._index.is_trained)
@@ -186,6 +206,7 @@ class VectorIndex:
                 f"vectors have dimension {vectors.shape[1]}, the index holds dimension {self.dim}"
             )
         with self._lock:
+            self._own()
             self._index.add_with_ids(
                 np.ascontiguousarray(vectors, dtype=np.float32),
                 np.ascontiguousarray(rows, dtype=np.int64),
@@ -223,6 +244,15 @@ class VectorIndex:
         matrix = faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
         return rows, matrix
 
+    def _own(self) -> None:
+        """Copy a memory-mapped index into memory: FAISS aborts on changing a mapped one."""
+        if self.mapped:
+            logger.info("copying the memory-mapped %s index into memory to change it", self.factory)
+            self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
+            _keep_direct_map(self._index)
+            self._flat = False  # the wrappers flat_matrix cached belong to the mapped copy
+            self.mapped = False
+
     def row_ids(self) -> Ints | None:
         """The sorted rows the index holds (hidden ones left out), or ``None`` if unlistable."""
         index = faiss.downcast_index(self._index)
@@ -250,6 +280,7 @@ class VectorIndex:
     def remove(self, rows: Ints) -> None:
         """Remove rows; index types that cannot remove hide them from searches instead."""
         with self._lock:
+            self._own()
             try:
                 self._index.remove_ids(np.ascontiguousarray(rows, dtype=np.int64))
             except RuntimeError:
@@ -262,10 +293,13 @@ class VectorIndex:
         *,
         allowed_rows: Ints | None = None,
         excluded_rows: Ints | None = None,
+        exhaustive: bool = False,
     ) -> tuple[Floats, Ints]:
-        """Top-k rows per query (``-1`` pads short rows).
+        """Top-k rows per query by FAISS's scores (``-1`` pads short rows).
 
         Results lie inside ``allowed_rows`` when given, and never in ``excluded_rows``.
+        ``exhaustive`` probes every inverted list, so that a search inside a few allowed rows
+        finds them wherever they lie.
         """
         selector: Any = None
         hidden = np.fromiter(self._dead, dtype=np.int64, count=len(self._dead))
@@ -282,7 +316,7 @@ class VectorIndex:
         params: Any = None
         if self.factory.startswith("IVF"):
             params = faiss.SearchParametersIVF()
-            params.nprobe = self.nprobe or 1
+            params.nprobe = self.nlist if exhaustive else self.nprobe or 1
         elif selector is not None:
             params = faiss.SearchParameters()
         if selector is not None:
@@ -293,6 +327,49 @@ class VectorIndex:
             )
         return scores.astype(np.float32), rows.astype(np.int64)
 
+    def search_refined(
+        self,
+        queries: Floats,
+        k: int,
+        vectors_of: VectorsOf | None,
+        *,
+        allowed_rows: Ints | None = None,
+        excluded_rows: Ints | None = None,
+        exhaustive: bool = False,
+    ) -> tuple[Floats, Ints]:
+        """Top-k rows per query by exact score among :attr:`refine` times k FAISS candidates.
+
+        ``vectors_of`` gives the exact vectors of the candidate rows; the scores returned are
+        theirs, ties to the lower row. Without it, or for an index that needs no re-scoring
+        (:attr:`refine` 1), this is :meth:`search`. ``-1`` pads short rows (score ``-inf``).
+        """
+        if vectors_of is None or self.refine == 1:
+            return self.search(
+                queries,
+                k,
+                allowed_rows=allowed_rows,
+                excluded_rows=excluded_rows,
+                exhaustive=exhaustive,
+            )
+        _, rows = self.search(
+            queries,
+            k * self.refine,
+            allowed_rows=allowed_rows,
+            excluded_rows=excluded_rows,
+            exhaustive=exhaustive,
+        )
+        valid = rows >= 0
+        found = np.unique(rows[valid])
+        scores = np.full(rows.shape, -np.inf, np.float32)
+        if len(found):
+            exact = vectors_of(found)
+            where = np.searchsorted(found, np.where(valid, rows, found[0]))
+            scores = np.einsum("mnd,md->mn", exact[where], queries).astype(np.float32)
+            scores[~valid] = -np.inf
+        order = np.lexsort((np.where(valid, rows, np.iinfo(np.int64).max), -scores), axis=-1)
+        order = order[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+
     def tune(
         self,
         queries: Floats,
@@ -300,27 +377,45 @@ class VectorIndex:
         k: int,
         target: float,
         *,
+        vectors_of: VectorsOf | None = None,
         held_out: Ints | None = None,
     ) -> SearchStats:
-        """Raise ``nprobe`` until recall@k against ``exact_rows`` reaches ``target``.
+        """Measure recall@k against ``exact_rows``; an IVF index raises ``nprobe`` to ``target``.
 
-        When ``queries`` are stored vectors, pass their rows as ``held_out``: they are hidden
-        from the search (and must be absent from ``exact_rows``), since a query that can find
-        itself, in the very list it was assigned to, overstates the recall of new queries.
+        The recall is that of :meth:`search_refined` (what selectors get) with ``vectors_of``
+        giving exact vectors, or of FAISS's own ranking without it. When ``queries`` are stored
+        vectors, pass their rows as ``held_out``: they are hidden from the search (and must be
+        absent from ``exact_rows``), since a query that can find itself, in the very list it was
+        assigned to, overstates the recall of new queries. A compressed IVF index stops where
+        more lists stop helping.
         """
+
+        def recall_now() -> float:
+            _, found = self.search_refined(queries, k, vectors_of, excluded_rows=held_out)
+            hits = sum(len(set(a) & set(b)) for a, b in zip(found, exact_rows, strict=True))
+            return hits / exact_rows.size
+
         if not self.factory.startswith("IVF"):
-            return SearchStats()
+            if not self.compressed:
+                return SearchStats()
+            recall = recall_now()
+            logger.info("measured %s: recall@%d %.3f", self.factory, k, recall)
+            return SearchStats(recall_at_10=recall)
         nlist = self.nlist
         # Held-out rows still overstate recall on corpora full of near-duplicates (their twins
         # share a list); probing at least MIN_NPROBE lists costs little and guards against it.
-        nprobe, recall = min(nlist, MIN_NPROBE), 0.0
+        nprobe = min(nlist, MIN_NPROBE)
+        previous: tuple[int, float] | None = None
         while True:
             self.nprobe = nprobe
-            _, found = self.search(queries, k, excluded_rows=held_out)
-            hits = sum(len(set(a) & set(b)) for a, b in zip(found, exact_rows, strict=True))
-            recall = hits / exact_rows.size
+            recall = recall_now()
             if recall >= target or nprobe >= nlist:
                 break
+            if self.compressed and previous is not None and recall - previous[1] < _PLATEAU:
+                nprobe, recall = previous
+                self.nprobe = nprobe
+                break
+            previous = (nprobe, recall)
             nprobe = min(nlist, nprobe * 2)
         logger.info("tuned %s: nprobe %d, recall@%d %.3f", self.factory, nprobe, k, recall)
         return SearchStats(nprobe=nprobe, recall_at_10=recall)
@@ -334,14 +429,20 @@ class VectorIndex:
         faiss.write_index(self._index, str(path))
 
     @classmethod
-    def load(cls, path: Path, factory: str, *, nprobe: int | None = None) -> VectorIndex:
-        """Read an index file; a file FAISS cannot read raises :class:`IndexFormatError`."""
+    def load(
+        cls, path: Path, factory: str, *, nprobe: int | None = None, mmap: bool = False
+    ) -> VectorIndex:
+        """Read an index file, or map it (``mmap``: its codes stay on disk, paged in on use).
+
+        A file FAISS cannot read raises :class:`IndexFormatError`.
+        """
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         except RuntimeError as exc:
             raise IndexFormatError(f"{path} is not a readable FAISS index") from exc
-        _keep_direct_map(index)
-        return cls(index, factory, nprobe=nprobe)
+        if not mmap:  # a mapped index reads exact vectors from the store, not from FAISS
+            _keep_direct_map(index)
+        return cls(index, factory, nprobe=nprobe, mapped=mmap)
 
 
 def _keep_direct_map(index: Any) -> None:
@@ -370,6 +471,8 @@ class BuildParams:
     factory: str | None = None
     recall_target: float = 0.95
     seed: int = 0
+    #: Whether loads map the vector file instead of reading it (see :mod:`kshot.index.factories`).
+    mmap: bool = False
 
 
 def build_vectors(
@@ -385,7 +488,8 @@ def build_vectors(
 
     A factory too big for the rows falls back with one warning. ``problem`` (why the build
     happens, if not asked for) goes into that one warning, so that a rebuild that also falls back
-    says both in one line. IVF indexes get ``nprobe`` tuned to ``recall_target`` on held-out rows.
+    says both in one line. IVF indexes get ``nprobe`` tuned to ``recall_target`` on held-out rows,
+    compressed ones their recall measured there. ``rows`` must be ascending.
     """
     notes = [problem] if problem else []
     fitted = fit_factory(factory, len(vectors))
@@ -410,13 +514,20 @@ def build_vectors(
     if notes:
         logger.warning("; ".join(notes))
     index.add(rows, vectors)
-    if index.factory.startswith("IVF"):
+    if index.factory.startswith("IVF") or index.compressed:
         picks = rng.choice(
             len(vectors), size=min(len(vectors) // 2, _RECALL_QUERIES), replace=False
         )
         others = np.ones(len(vectors), np.bool_)
         others[picks] = False
         _, exact = exact_search(vectors[picks], vectors, 10, valid=others)
-        stats = index.tune(vectors[picks], rows[exact], 10, recall_target, held_out=rows[picks])
+        stats = index.tune(
+            vectors[picks],
+            rows[exact],
+            10,
+            recall_target,
+            vectors_of=lambda wanted: vectors[np.searchsorted(rows, wanted)],
+            held_out=rows[picks],
+        )
         return index, stats.recall_at_10
     return index, None

@@ -560,9 +560,9 @@ def test_banking77_full_train_nearest_neighbour_accuracy(
 def test_default_ivf_falls_back_to_exact_on_unclustered_vectors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import kshot.index.vectors as vectors_module
+    import kshot.index.factories as factories_module
 
-    monkeypatch.setattr(vectors_module, "APPROX_THRESHOLD", 1_000)
+    monkeypatch.setattr(factories_module, "APPROX_THRESHOLD", 1_000)
     rng = np.random.default_rng(0)
     n, dim = 3_000, 32
     examples = [{"input": f"row {i}"} for i in range(n)]

@@ -1,0 +1,254 @@
+r"""The scaling table: kshot at each corpus size and FAISS factory, memory-mapped or not.
+
+Each cell (one size, one factory) runs as two fresh processes, so that each memory figure is its
+own: the first builds the index from precomputed vectors and saves it (build time, resident
+memory after the build, peak during it, which includes the benchmark's own copy of the corpus),
+the second loads it read-only and measures resident memory after the load, per-query p50/p99 of
+``similarity`` and ``mmr`` on held-out queries, and recall@10 of the vector search the selectors
+use against exact search over every vector. Resident memory is given whole and as its anonymous
+part: a memory-mapped file's pages count as resident once read, but the OS reclaims them.
+
+Every finished cell is written to ``OUT/scale_table/`` at once, and a rerun skips the cells
+already there, so an interrupted run resumes where it stopped::
+
+    python -m kshot.bench.speed.table --sizes 100000,1000000,3000000 \
+        --factories 'default;IVF1024,PQ48;IVF1024,PQ48@mmap;IVF4096,SQ8;default@mmap'
+
+A factory is a FAISS factory string (``default``: kshot's choice by size); ``@mmap`` makes the
+load map the vector file. The table is redrawn as ``OUT/scale_table.md`` after every cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kshot.bench.lookup import LookupEncoder
+from kshot.bench.speed.config import DIM, MODEL_NAME, SpeedConfig
+from kshot.bench.speed.data import examples, load_data
+from kshot.bench.speed.timing import Timer, peak_rss_mb, rss_mb
+
+__all__ = ["Cell", "main", "run_table", "write_table"]
+
+logger = logging.getLogger(__name__)
+
+_QUERIES = 200
+_MMAP = "@mmap"
+
+
+class Cell:
+    """One size and factory spec (``FACTORY`` or ``FACTORY@mmap``) of the table."""
+
+    def __init__(self, n: int, spec: str) -> None:
+        self.n = n
+        self.spec = spec
+        self.mmap = spec.endswith(_MMAP)
+        name = spec.removesuffix(_MMAP)
+        self.factory = None if name == "default" else name
+
+    @property
+    def slug(self) -> str:
+        """The cell's file name stem."""
+        return f"{self.n}-{re.sub(r'[^A-Za-z0-9]+', '_', self.spec).strip('_')}"
+
+
+def _rss_anon_mb() -> float:
+    """The anonymous part of resident memory (Linux), in MiB; NaN elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _memory() -> dict[str, float]:
+    return {"rss_mb": rss_mb(), "rss_anon_mb": _rss_anon_mb(), "peak_rss_mb": peak_rss_mb()}
+
+
+def build_cell(cell: Cell, work: Path) -> dict[str, Any]:
+    """Build and save the cell's index under ``work``; keep the exact neighbours for the load."""
+    from kshot.index.example_index import ExampleIndex
+    from kshot.index.vectors import exact_search
+
+    config = SpeedConfig()
+    data = load_data(cell.n, config, None)
+    queries = data.query_vectors[:_QUERIES]
+    _, exact = exact_search(queries, data.vectors, 10)
+    np.save(work / "exact.npy", exact)
+    encoder = LookupEncoder(name=MODEL_NAME, dim=DIM, table={})
+    started = time.perf_counter()
+    index = ExampleIndex.build(
+        examples(data.texts),
+        encoder,
+        embeddings=data.vectors,
+        factory=cell.factory,
+        mmap=cell.mmap,
+        show_progress=False,
+    )
+    build_s = time.perf_counter() - started
+    memory = _memory()
+    info = index.info()
+    index.save(work / "index")
+    index.close()
+    return {
+        "build_s": build_s,
+        "rows_per_s": cell.n / build_s,
+        "factory_used": info["factory"],
+        "nprobe": info["nprobe"],
+        "recall_at_10_manifest": info["recall_at_10"],
+        "after_build": memory,
+    }
+
+
+def load_cell(cell: Cell, work: Path) -> dict[str, Any]:
+    """Load the cell's index read-only; time selection and measure recall on held-out queries."""
+    from kshot.index.example_index import ExampleIndex
+    from kshot.selector.base import build_selector
+
+    config = SpeedConfig()
+    exact = np.load(work / "exact.npy")
+    # The held-out queries are the same at every size; a small corpus's load brings them
+    # without this process holding the cell's corpus.
+    small = load_data(1_000, config, None)
+    vectors = small.query_vectors[:_QUERIES]
+    texts = small.queries[:_QUERIES]
+    del small
+    encoder = LookupEncoder(name=MODEL_NAME, dim=DIM, table=dict(zip(texts, vectors, strict=True)))
+    started = time.perf_counter()
+    index = ExampleIndex.load(work / "index", encoder, read_only=True)
+    load_s = time.perf_counter() - started
+    memory = _memory()
+    with index.reading():
+        _, slots = index.view.vector_search(vectors, 10, None)
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(slots, exact, strict=True))
+    out: dict[str, Any] = {
+        "load_s": load_s,
+        "after_load": memory,
+        "recall_at_10": hits / exact.size,
+    }
+    params = {"mmr": {"fetch_k": config.fetch_k, "lambda": config.lambda_mult}}
+    for name in ("similarity", "mmr"):
+        selector = build_selector(index, name, params.get(name, {}))
+        selector.select(texts[0], config.k)
+        timer = Timer()
+        for text in texts:
+            with timer():
+                selector.select(text, config.k)
+        out[name] = timer.summary()
+    out["after_queries"] = _memory()
+    index.close()
+    return out
+
+
+def _run_phase(cell: Cell, phase: str, work: Path, nice: int) -> dict[str, Any]:
+    result = work / f"{phase}.json"
+    command = [sys.executable, "-m", "kshot.bench.speed.table", "--cell", phase]
+    command += ["--n", str(cell.n), "--spec", cell.spec, "--work", str(work)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run(
+        command, check=True, env=env, preexec_fn=(lambda: os.nice(nice)) if nice else None
+    )
+    loaded: dict[str, Any] = json.loads(result.read_text())
+    return loaded
+
+
+def run_table(
+    sizes: Sequence[int], specs: Sequence[str], out: Path, *, nice: int = 0
+) -> list[dict[str, Any]]:
+    """Measure every cell not yet in ``out/scale_table/``; return every row, in table order."""
+    folder = out / "scale_table"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in sizes:
+        for spec in specs:
+            cell = Cell(n, spec)
+            done = folder / f"{cell.slug}.json"
+            if not done.is_file():
+                work = folder / f".{cell.slug}.work"
+                shutil.rmtree(work, ignore_errors=True)
+                work.mkdir()
+                logger.info("scale table: n=%d %s", n, spec)
+                row = {"n": n, "factory": spec}
+                row["build"] = _run_phase(cell, "build", work, nice)
+                row["load"] = _run_phase(cell, "load", work, nice)
+                tmp = done.with_suffix(".tmp")
+                tmp.write_text(json.dumps(row, indent=2) + "\n")
+                os.replace(tmp, done)
+                shutil.rmtree(work, ignore_errors=True)
+            rows.append(json.loads(done.read_text()))
+            write_table(rows, out / "scale_table.md")
+    return rows
+
+
+def write_table(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """The rows as a markdown table."""
+    lines = [
+        "| n | factory | used (nprobe) | build s | rows/s | RSS after build MiB (anon) "
+        "| peak build MiB | RSS after load MiB (anon) | similarity p50/p99 ms "
+        "| mmr p50/p99 ms | recall@10 held-out (manifest) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        build, load = row["build"], row["load"]
+        nprobe = f" ({build['nprobe']})" if build["nprobe"] else ""
+        manifest = build["recall_at_10_manifest"]
+        recall = f"{load['recall_at_10']:.3f}" + ("" if manifest is None else f" ({manifest:.3f})")
+        lines.append(
+            f"| {row['n']:,} | `{row['factory']}` | `{build['factory_used']}`{nprobe} "
+            f"| {build['build_s']:.1f} | {build['rows_per_s']:,.0f} "
+            f"| {build['after_build']['rss_mb']:,.0f} ({build['after_build']['rss_anon_mb']:,.0f}) "
+            f"| {build['after_build']['peak_rss_mb']:,.0f} "
+            f"| {load['after_load']['rss_mb']:,.0f} ({load['after_load']['rss_anon_mb']:,.0f}) "
+            f"| {load['similarity']['p50_ms']:.2f} / {load['similarity']['p99_ms']:.2f} "
+            f"| {load['mmr']['p50_ms']:.2f} / {load['mmr']['p99_ms']:.2f} | {recall} |"
+        )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: ``python -m kshot.bench.speed.table --help``."""
+    p = argparse.ArgumentParser(prog="python -m kshot.bench.speed.table", description=__doc__)
+    p.add_argument("--out", default=SpeedConfig.out, help="results folder")
+    p.add_argument("--sizes", default="100000,1000000,3000000")
+    p.add_argument(
+        "--factories",
+        default="default;IVF1024,PQ48;IVF1024,PQ48@mmap;IVF4096,SQ8",
+        help="';'-separated FAISS factory strings ('default': by size), '@mmap' to map the file",
+    )
+    p.add_argument("--nice", type=int, default=0, help="run the cells at this niceness")
+    p.add_argument("--cell", choices=("build", "load"), help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--spec", help=argparse.SUPPRESS)
+    p.add_argument("--work", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if a.cell:
+        cell, work = Cell(a.n, a.spec), Path(a.work)
+        result = build_cell(cell, work) if a.cell == "build" else load_cell(cell, work)
+        (work / f"{a.cell}.json").write_text(json.dumps(result, indent=2, default=float))
+        return 0
+    sizes = [int(s) for s in a.sizes.split(",") if s.strip()]
+    specs = [s.strip() for s in a.factories.split(";") if s.strip()]
+    run_table(sizes, specs, Path(a.out), nice=a.nice)
+    logger.info("table in %s", Path(a.out) / "scale_table.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""The scaling table's runner: cells named by size and factory, resumed, drawn as markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kshot.bench.speed import table
+from kshot.bench.speed.table import Cell, run_table
+
+
+def _row(n: int, spec: str) -> dict[str, Any]:
+    memory = {"rss_mb": 900.0, "rss_anon_mb": 300.0, "peak_rss_mb": 1500.0}
+    timing = {"p50_ms": 1.25, "p99_ms": 4.5}
+    return {
+        "n": n,
+        "factory": spec,
+        "build": {
+            "build_s": 12.0,
+            "rows_per_s": n / 12.0,
+            "factory_used": "IVF512,PQ48",
+            "nprobe": 32,
+            "recall_at_10_manifest": 0.91,
+            "after_build": memory,
+        },
+        "load": {
+            "load_s": 1.0,
+            "after_load": memory,
+            "recall_at_10": 0.9,
+            "similarity": timing,
+            "mmr": timing,
+        },
+    }
+
+
+def test_cells_parse_factory_and_mmap() -> None:
+    cell = Cell(100_000, "IVF1024,PQ48@mmap")
+    assert (cell.factory, cell.mmap, cell.slug) == (
+        "IVF1024,PQ48",
+        True,
+        "100000-IVF1024_PQ48_mmap",
+    )
+    assert Cell(10, "default").factory is None and not Cell(10, "default").mmap
+
+
+def test_a_rerun_skips_finished_cells_and_measures_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "scale_table"
+    folder.mkdir()
+    done = Cell(1000, "default")
+    (folder / f"{done.slug}.json").write_text(json.dumps(_row(1000, "default")))
+    ran: list[tuple[str, str]] = []
+
+    def phase(cell: Cell, name: str, work: Path, nice: int) -> dict[str, Any]:
+        ran.append((cell.spec, name))
+        row = _row(cell.n, cell.spec)
+        return dict(row["build"] if name == "build" else row["load"])
+
+    monkeypatch.setattr(table, "_run_phase", phase)
+    rows = run_table([1000], ["default", "IVF8,SQ8@mmap"], tmp_path)
+    assert ran == [("IVF8,SQ8@mmap", "build"), ("IVF8,SQ8@mmap", "load")]
+    assert [r["factory"] for r in rows] == ["default", "IVF8,SQ8@mmap"]
+    assert (folder / "1000-IVF8_SQ8_mmap.json").is_file()
+    assert not list(folder.glob(".*.work"))
+    markdown = (tmp_path / "scale_table.md").read_text().splitlines()
+    assert len(markdown) == 4
+    assert "| 1,000 | `IVF8,SQ8@mmap` | `IVF512,PQ48` (32) | 12.0 |" in markdown[3]
+    assert "| 900 (300) | 1,500 |" in markdown[3] and "| 1.25 / 4.50 |" in markdown[3]
+    assert markdown[3].endswith("| 0.900 (0.910) |")
+    ran.clear()
+    run_table([1000], ["default", "IVF8,SQ8@mmap"], tmp_path)
+    assert ran == []
