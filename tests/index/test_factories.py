@@ -337,9 +337,7 @@ def test_store_embeddings_by_row(tmp_path: Path, vectors: np.ndarray) -> None:
     ) as index:
         store: ExampleStore = index._store
         rows = index._columns.rows[[3, 40, 7]]
-        np.testing.assert_allclose(
-            store.embeddings(rows.tolist()), vectors[[3, 40, 7]], atol=1e-6
-        )
+        np.testing.assert_allclose(store.embeddings(rows.tolist()), vectors[[3, 40, 7]], atol=1e-6)
         with pytest.raises(KeyError):  # a row the store does not hold is a bug, not a zero
             store.embeddings([10**9])
 
