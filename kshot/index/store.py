@@ -313,16 +313,7 @@ class ExampleStore:
     def rows_of(self, ids: Sequence[str]) -> list[int | None]:
         """Map example ids to rows (``None`` where absent), through the store's id index."""
         wanted = list(ids)
-        found: dict[str, int] = {}
-        with self._lock:
-            for start in range(0, len(wanted), _PARAMS):
-                chunk = wanted[start : start + _PARAMS]
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    self._conn.execute(
-                        f"SELECT id, row FROM examples WHERE id IN ({marks})", chunk
-                    ).fetchall()
-                )
+        found: dict[str, int] = dict(self._select_in("id", "id, row", wanted))
         return [found.get(ex_id) for ex_id in wanted]
 
     def inputs(self, rows: Sequence[int]) -> list[str]:
@@ -357,15 +348,21 @@ class ExampleStore:
         return rows, out
 
     def _select_rows(self, column: str, rows: Sequence[int]) -> list[tuple[int, Any]]:
-        wanted = [int(r) for r in rows]
-        out: list[tuple[int, Any]] = []
+        return self._select_in("row", f"row, {column}", [int(r) for r in rows])
+
+    def _select_in(self, key: str, columns: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """``SELECT columns`` of the examples whose ``key`` is in ``values``, in store order.
+
+        One query per :data:`_PARAMS` values (SQLite's bound-parameter limit).
+        """
+        out: list[tuple[Any, ...]] = []
         with self._lock:
-            for start in range(0, len(wanted), _PARAMS):
-                chunk = wanted[start : start + _PARAMS]
+            for start in range(0, len(values), _PARAMS):
+                chunk = values[start : start + _PARAMS]
                 marks = ",".join("?" * len(chunk))
                 out.extend(
                     self._conn.execute(
-                        f"SELECT row, {column} FROM examples WHERE row IN ({marks})", chunk
+                        f"SELECT {columns} FROM examples WHERE {key} IN ({marks})", chunk
                     ).fetchall()
                 )
         return out
@@ -382,24 +379,15 @@ class ExampleStore:
         """Return the examples stored at ``rows``, in that order (rows must exist)."""
         if not len(rows):
             return []
-        with self._lock:
-            found: dict[int, Example] = {}
-            wanted = [int(r) for r in rows]
-            for start in range(0, len(wanted), _PARAMS):
-                chunk = wanted[start : start + _PARAMS]
-                marks = ",".join("?" * len(chunk))
-                for row, ex_id, text, output, label, meta in self._conn.execute(
-                    f"SELECT row, id, input, output, label, metadata FROM examples "
-                    f"WHERE row IN ({marks})",
-                    chunk,
-                ):
-                    found[int(row)] = Example(
-                        id=ex_id,
-                        input=text,
-                        output=output,
-                        label=label,
-                        metadata=_load_metadata(meta),
-                    )
+        wanted = [int(r) for r in rows]
+        found = {
+            int(row): Example(
+                id=ex_id, input=text, output=output, label=label, metadata=_load_metadata(meta)
+            )
+            for row, ex_id, text, output, label, meta in self._select_in(
+                "row", "row, id, input, output, label, metadata", wanted
+            )
+        }
         return [found[r] for r in wanted]
 
     def iter_batches(
