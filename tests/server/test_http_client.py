@@ -77,6 +77,21 @@ def test_requests_share_one_keep_alive_connection_and_send_the_body() -> None:
     assert body == b'{"n":4}'
 
 
+async def three_posts(url: str, pause: float = 0.0) -> list[int]:
+    """The statuses of three POSTs through one client, ``pause`` seconds after each."""
+    client = UpstreamClient(url, timeout=5)
+    statuses = []
+    for _ in range(3):
+        response = await client.request("POST", "/chat", b"{}", "application/json")
+        await response.read()
+        await response.aclose()
+        statuses.append(response.status_code)
+        if pause:
+            await asyncio.sleep(pause)
+    await client.aclose()
+    return statuses
+
+
 def test_an_idle_connection_the_upstream_closed_is_replaced_without_an_error() -> None:
     connections: list[int] = []
 
@@ -87,19 +102,8 @@ def test_an_idle_connection_the_upstream_closed_is_replaced_without_an_error() -
         await writer.drain()
         writer.close()
 
-    async def test(url: str) -> list[int]:
-        client = UpstreamClient(url, timeout=5)
-        statuses = []
-        for _ in range(3):
-            response = await client.request("POST", "/chat", b"{}", "application/json")
-            await response.read()
-            await response.aclose()
-            statuses.append(response.status_code)
-            await asyncio.sleep(0.05)  # the close reaches the idle connection
-        await client.aclose()
-        return statuses
-
-    assert run(handler, test) == [200, 200, 200]
+    # the pause lets the close reach the idle connection
+    assert run(handler, lambda url: three_posts(url, pause=0.05)) == [200, 200, 200]
     assert len(connections) == 3
 
 
@@ -122,18 +126,7 @@ def test_a_request_a_reused_connection_drops_unanswered_is_sent_again() -> None:
         except asyncio.IncompleteReadError:
             writer.close()
 
-    async def test(url: str) -> list[int]:
-        client = UpstreamClient(url, timeout=5)
-        statuses = []
-        for _ in range(3):
-            response = await client.request("POST", "/chat", b"{}", "application/json")
-            await response.read()
-            await response.aclose()
-            statuses.append(response.status_code)
-        await client.aclose()
-        return statuses
-
-    assert run(handler, test) == [200, 200, 200]
+    assert run(handler, three_posts) == [200, 200, 200]
     assert len(connections) == 2
 
 
