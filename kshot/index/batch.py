@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Any
 
 from kshot.errors import DataError
@@ -27,6 +28,7 @@ _TEXT = {str}
 _TEXT_OR_NULL = {str, type(None)}
 _OBJECT_OR_NULL = {dict, type(None)}
 _FIELDS = attrgetter("id", "input", "output", "label", "metadata")
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,15 @@ def _dict_batch(rows: list[Any]) -> ExampleBatch | None:
         and set(map(type, nested)) <= _OBJECT_OR_NULL
     ):
         return None
-    # An id is stripped, a null output is "", an empty label is none, metadata is a new dict.
+    # An id is stripped, a null output is "", an empty label is none. The metadata objects are
+    # only read (stored as JSON, coded into the columns), so they are not copied, and rows
+    # without any share one empty mapping instead of a new dict each.
     return ExampleBatch(
         ids=["" if i is None else i.strip() for i in ids],
         inputs=inputs,
         outputs=["" if o is None else o for o in outputs],
         labels=[label or None for label in labels],
-        metadata=[{} if m is None else dict(m) for m in nested],
+        metadata=[_NO_METADATA if m is None else m for m in nested],
     )
 
 

@@ -119,8 +119,6 @@ def test_the_fast_path_takes_common_rows_and_converts_like_from_mapping() -> Non
         [None, "x"],
         [{"k": 1}, {}],
     )
-    # The metadata is the index's own copy, not the caller's dict.
-    assert batch.metadata[0] is not rows[0]["metadata"]
 
 
 def test_rows_outside_the_fast_path_get_the_row_by_row_rule_and_errors() -> None:
