@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kshot.errors import FilterError
+from kshot.index.batch import ExampleBatch
 from kshot.index.filters import (
     LABEL_FIELD,
     check_value_kinds,
@@ -33,7 +34,7 @@ from kshot.index.filters import (
     value_key,
 )
 from kshot.index.store import StoredBatch
-from kshot.types import Example, Filter, Mask
+from kshot.types import Filter, Mask
 
 __all__ = ["Codes", "Columns", "batch_of", "text_code"]
 
@@ -49,14 +50,14 @@ def text_code(text: str) -> int:
     return hash(normalize_text(text))
 
 
-def batch_of(rows: Ints, ids: list[str], items: Sequence[Example], vectors: Floats) -> StoredBatch:
-    """The batch that ``items``, just stored at ``rows`` with ``ids``, append to the columns."""
+def batch_of(rows: Ints, ids: Sequence[str], batch: ExampleBatch, vectors: Floats) -> StoredBatch:
+    """The batch that ``batch``, just stored at ``rows`` with ``ids``, appends to the columns."""
     return StoredBatch(
         rows=rows,
         ids=ids,
-        inputs=[ex.input for ex in items],
-        labels=[ex.label for ex in items],
-        metadata=[ex.metadata for ex in items],
+        inputs=batch.inputs,
+        labels=batch.labels,
+        metadata=batch.metadata,
         embeddings=vectors,
     )
 

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from kshot._version import __version__
 from kshot.errors import ConfigError, DataError, NotFoundError, QueryError, ReadOnlyError
+from kshot.index.batch import ExampleBatch, batch_of_rows, check_unique_ids
 from kshot.index.columns import Columns, batch_of
 from kshot.index.encoder import Encoder, encoder_from_name
 from kshot.index.factories import validate_factory
@@ -148,10 +149,10 @@ class ExampleIndex:
         vector file instead of reading it. With ``path`` the index is saved there and stays
         attached to that directory.
         """
-        items = [as_example(row, i) for i, row in enumerate(examples)]
-        if not items:
+        batch = batch_of_rows(examples)
+        if not len(batch):
             raise DataError("the corpus is empty: give at least one example with an input")
-        _check_unique_ids(items)
+        check_unique_ids(batch.ids)
         if factory is not None:
             validate_factory(factory, encoder.dim)
         if path is not None and Path(path).exists():
@@ -162,7 +163,7 @@ class ExampleIndex:
             )
         vectors = _checked_embeddings(
             embeddings,
-            items,
+            batch.inputs,
             encoder.dim,
             encoder.name,
             lambda texts: encoder.encode(texts, batch_size=batch_size, show_progress=show_progress),
@@ -171,24 +172,24 @@ class ExampleIndex:
         store.set_info("encoder", encoder.name)
         store.set_info("dim", str(encoder.dim))
         params = BuildParams(factory=factory, recall_target=recall_target, seed=seed, mmap=mmap)
-        chosen = factory or choose_factory(len(items))
+        chosen = factory or choose_factory(len(batch))
         columns = Columns(encoder.dim)
         progress = tqdm(
-            total=len(items),
+            total=len(batch),
             desc="storing",
             unit="ex",
-            disable=not (show_progress or (show_progress is None and len(items) > 100_000)),
+            disable=not (show_progress or (show_progress is None and len(batch) > 100_000)),
         )
         # One transaction per chunk: SQLite's per-commit cost is paid once per 20k rows, and a
         # chunk's Python objects (its insert tuples) never exist for the whole corpus at once.
-        for start in range(0, len(items), _INSERT_CHUNK):
-            chunk = items[start : start + _INSERT_CHUNK]
+        for start in range(0, len(batch), _INSERT_CHUNK):
+            chunk = batch.slice(start, start + _INSERT_CHUNK)
             chunk_vectors = vectors[start : start + _INSERT_CHUNK]
-            rows, ids = store.insert(chunk, chunk_vectors)
+            rows, ids = store.insert(chunk, chunk_vectors, first=start)
             columns.append(batch_of(rows, ids, chunk, chunk_vectors))
             progress.update(len(chunk))
         progress.close()
-        del items  # the columns and the store hold what the index needs of them
+        del batch  # the columns and the store hold what the index needs of it
         rows = columns.live_rows()
         vector_index, recall = build_vectors(
             columns.dim, rows, vectors, chosen, recall_target, seed
@@ -413,14 +414,14 @@ class ExampleIndex:
         ``show_progress`` draws a progress bar while embedding (``None``: the encoder decides).
         """
         self._check_writable()
-        items = [as_example(row, i) for i, row in enumerate(examples)]
-        if not items:
+        batch = batch_of_rows(examples)
+        if not len(batch):
             return []
-        _check_unique_ids(items)
+        check_unique_ids(batch.ids)
         # Precomputed embeddings need no encoder: an index loaded without one does not load it.
         vectors = _checked_embeddings(
             embeddings,
-            items,
+            batch.inputs,
             self.dim,
             self.encoder_name,
             lambda texts: self.encoder.encode(
@@ -430,11 +431,11 @@ class ExampleIndex:
         with self._lock.write():
             # An id already in the index is refused by the store's unique id index, which
             # names it; nothing is written then.
-            rows, ids = self._store.insert(items, vectors)
-            self._columns.append(batch_of(rows, ids, items, vectors))
+            rows, ids = self._store.insert(batch, vectors)
+            self._columns.append(batch_of(rows, ids, batch, vectors))
             self._vectors.add(rows, vectors)
             if self._lexical is not None:
-                self._lexical.add(rows, [ex.input for ex in items])
+                self._lexical.add(rows, batch.inputs)
             self._drift += len(rows)
         self._flush_if_drifted()
         return ids
@@ -481,7 +482,9 @@ class ExampleIndex:
                 new_row = self._store.replace(old_row, new, vector)
                 self._columns.kill([slot])
                 rows = np.array([new_row], np.int64)
-                self._columns.append(batch_of(rows, [new.id], [new], vector[None, :]))
+                self._columns.append(
+                    batch_of(rows, [new.id], ExampleBatch.of([new]), vector[None, :])
+                )
                 self._vectors.remove(np.array([old_row], np.int64))
                 self._vectors.add(rows, vector[None, :])
                 if self._lexical is not None:
@@ -694,33 +697,20 @@ class ExampleIndex:
             return self._lexical
 
 
-def _check_unique_ids(items: Sequence[Example]) -> None:
-    seen: dict[str, int] = {}
-    for position, example in enumerate(items):
-        if not example.id:
-            continue
-        if example.id in seen:
-            raise DataError(
-                f"duplicate example id {example.id!r} at examples {seen[example.id]} and "
-                f"{position}; ids must be unique"
-            )
-        seen[example.id] = position
-
-
 def _checked_embeddings(
     embeddings: npt.ArrayLike | None,
-    items: Sequence[Example],
+    inputs: Sequence[str],
     dim: int,
     encoder_name: str,
     encode: Callable[[list[str]], Floats],
 ) -> Floats:
     if embeddings is None:
-        return encode([ex.input for ex in items])
+        return encode(list(inputs))
     array = np.asarray(embeddings, dtype=np.float32)
-    if array.ndim != 2 or array.shape != (len(items), dim):
+    if array.ndim != 2 or array.shape != (len(inputs), dim):
         raise DataError(
-            f"embeddings have shape {array.shape}; expected ({len(items)}, {dim}) "
-            f"for {len(items)} examples and encoder {encoder_name!r}"
+            f"embeddings have shape {array.shape}; expected ({len(inputs)}, {dim}) "
+            f"for {len(inputs)} examples and encoder {encoder_name!r}"
         )
     # Checked and normalised a block at a time: whole-array temporaries (the squares, a mask)
     # would each cost as much memory as the vectors. Vectors already of unit length (what

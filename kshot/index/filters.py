@@ -34,6 +34,12 @@ def normalize_text(text: str) -> str:
     arrived."`` and ``"my card hasn't  arrived"`` are the same text. Punctuation becomes a space
     rather than nothing so that ``"well-known"`` matches ``"well known"``.
     """
+    if text.isascii():
+        # The same steps on ASCII, at a third of the cost (an index build codes every input):
+        # NFKC leaves ASCII as it is, case folding is lower-casing there, and a byte table turns
+        # punctuation into spaces. It also turns the separators U+001C..U+001F into spaces,
+        # since str.split counts them as spaces and bytes.split does not.
+        return b" ".join(text.lower().encode().translate(_ASCII_TO_SPACE).split()).decode()
     folded = unicodedata.normalize("NFKC", text).casefold().translate(_PUNCTUATION_TO_SPACE)
     return " ".join(folded.split())
 
@@ -52,6 +58,10 @@ class _PunctuationToSpace(dict[int, int]):
 
 
 _PUNCTUATION_TO_SPACE = _PunctuationToSpace()
+_ASCII_TO_SPACE = bytes(
+    0x20 if unicodedata.category(chr(c)).startswith("P") or 0x1C <= c <= 0x1F else c
+    for c in range(256)
+)
 
 
 def value_key(value: Any) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kshot.errors import DataError, IndexFormatError
+from kshot.index.batch import ExampleBatch
 from kshot.types import Example
 
 __all__ = ["ExampleStore", "StoreMode", "StoredBatch"]
@@ -62,21 +63,21 @@ class StoredBatch:
     """
 
     rows: npt.NDArray[np.int64]
-    ids: list[str]
-    inputs: list[str]
-    labels: list[str | None]
+    ids: Sequence[str]
+    inputs: Sequence[str]
+    labels: Sequence[str | None]
     metadata: Sequence[Mapping[str, Any]]
     embeddings: npt.NDArray[np.float32]
 
 
-def _dump_metadata(example: Example, position: int) -> str:
-    if not example.metadata:
+def _dump_metadata(metadata: Mapping[str, Any], example_id: str, position: int) -> str:
+    if not metadata:
         return "{}"
     try:
-        return json.dumps(dict(example.metadata), ensure_ascii=False, sort_keys=True)
+        return json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise DataError(
-            f"example {position} (id {example.id!r}): metadata must hold JSON values only ({exc})"
+            f"example {position} (id {example_id!r}): metadata must hold JSON values only ({exc})"
         ) from exc
 
 
@@ -214,14 +215,30 @@ class ExampleStore:
 
     # -- writes ----------------------------------------------------------------------------------
     def insert(
-        self, examples: Sequence[Example], embeddings: npt.NDArray[np.float32]
+        self,
+        examples: ExampleBatch | Sequence[Example],
+        embeddings: npt.NDArray[np.float32],
+        *,
+        first: int = 0,
     ) -> tuple[npt.NDArray[np.int64], list[str]]:
-        """Insert examples in one transaction; return their rows and (possibly assigned) ids."""
-        if embeddings.shape != (len(examples), self.dim):
+        """Insert examples in one transaction; return their rows and (possibly assigned) ids.
+
+        ``first`` is the position of the first example in what the caller was given, so that an
+        error names the example the caller knows.
+        """
+        batch = examples if isinstance(examples, ExampleBatch) else ExampleBatch.of(examples)
+        count = len(batch)
+        if embeddings.shape != (count, self.dim):
             raise DataError(
-                f"embeddings have shape {embeddings.shape}, expected ({len(examples)}, {self.dim})"
+                f"embeddings have shape {embeddings.shape}, expected ({count}, {self.dim})"
             )
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        # Built column by column before the transaction: a bad metadata value is refused before
+        # anything is written, and the rows go to SQLite as ready tuples.
+        metadata = [
+            _dump_metadata(meta, ex_id, first + i) if meta else "{}"
+            for i, (meta, ex_id) in enumerate(zip(batch.metadata, batch.ids, strict=True))
+        ]
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -229,16 +246,22 @@ class ExampleStore:
                 found = conn.execute(
                     "SELECT seq FROM sqlite_sequence WHERE name='examples'"
                 ).fetchone()
-                first = (int(found[0]) if found else 0) + 1
-                rows = np.arange(first, first + len(examples), dtype=np.int64)
-                ids = [ex.id or f"ex{row}" for ex, row in zip(examples, rows, strict=True)]
-                # Streamed, not listed: one tuple at a time; the vectors go in as row views of
-                # the array (SQLite copies the bytes; no per-row bytes object).
-                payload = (
-                    (row, ex_id, ex.input, ex.output, ex.label, _dump_metadata(ex, i), vector)
-                    for i, (ex, row, ex_id, vector) in enumerate(
-                        zip(examples, rows.tolist(), ids, embeddings, strict=True)
-                    )
+                start = (int(found[0]) if found else 0) + 1
+                rows = np.arange(start, start + count, dtype=np.int64)
+                ids = [
+                    ex_id or f"ex{row}" for ex_id, row in zip(batch.ids, rows.tolist(), strict=True)
+                ]
+                # The vectors go in as row views of the array (SQLite copies the bytes; no
+                # per-row bytes object).
+                payload = zip(
+                    rows.tolist(),
+                    ids,
+                    batch.inputs,
+                    batch.outputs,
+                    batch.labels,
+                    metadata,
+                    embeddings,
+                    strict=True,
                 )
                 conn.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?)", payload)
                 self._bump()
@@ -293,7 +316,7 @@ class ExampleStore:
                         example.input,
                         example.output,
                         example.label,
-                        _dump_metadata(example, 0),
+                        _dump_metadata(example.metadata, example.id, 0),
                         embedding.astype(np.float32).tobytes(),
                     ),
                 )
