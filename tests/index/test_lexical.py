@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import bm25s
 import numpy as np
@@ -343,3 +344,87 @@ def test_bm25_equals_bm25s_scores_bit_for_bit_with_ties_and_filters() -> None:
             assert ids.tolist() == [3 * i for i in order]
             assert scores.dtype == np.float64
             np.testing.assert_array_equal(scores, ref_scores[order].astype(np.float64))
+
+
+# ---------------------------------------------------------------- bm25 against brute force
+
+ZIPF_WORDS = [w for i, w in enumerate(WORDS) for _ in range(len(WORDS) - i)]  # "apple" most
+
+
+def bm25s_reference(live: dict[int, str]) -> tuple[list[int], Callable[[str], np.ndarray]]:
+    """The live row ids (ascending) and bm25s's float32 scores of them for a query."""
+    rids = sorted(live)
+    docs = [tokenize(live[r]) for r in rids]
+    if not any(docs):  # bm25s cannot index a corpus without a token: every score is zero
+        return rids, lambda query: np.zeros(len(rids), np.float32)
+    ref = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    ref.index(docs, show_progress=False)
+
+    def scores(query: str) -> np.ndarray:
+        ids = [ref.vocab_dict[t] for t in tokenize(query) if t in ref.vocab_dict and t != ""]
+        return np.asarray(ref.get_scores_from_ids(ids), np.float32)
+
+    return rids, scores
+
+
+def brute_bm25(
+    reference: tuple[list[int], Callable[[str], np.ndarray]],
+    query: str,
+    k: int,
+    allowed: set[int] | None,
+    exclude: set[int] | None,
+) -> tuple[list[int], list[float]]:
+    """bm25s's own scores for every live document (float32), ranked by score then row id."""
+    rids, score = reference
+    scores = score(query)
+    pool = [
+        i
+        for i, r in enumerate(rids)
+        if (allowed is None or r in allowed) and (exclude is None or r not in exclude)
+    ]
+    top = sorted(pool, key=lambda i: (-scores[i], rids[i]))[:k]
+    return [rids[i] for i in top], [float(scores[i]) for i in top]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(ZIPF_WORDS), min_size=0, max_size=8).map(" ".join),
+        min_size=1,
+        max_size=60,
+    ),
+    st.lists(st.sampled_from([*ZIPF_WORDS, "zzz"]), min_size=0, max_size=9).map(" ".join),
+    st.integers(1, 80),
+    st.data(),
+)
+def test_bm25_top_k_equals_brute_force_bm25s(
+    texts: list[str], query: str, k: int, data: st.DataObject
+) -> None:
+    """Row ids, float32 scores bit for bit, ties by row id and zero-score padding, under
+    several segments, tombstones, repeated query words, filters, and k past the matches."""
+    idx = LexicalIndex(merge_factor=data.draw(st.integers(1, 3)), max_segments=3)
+    live: dict[int, str] = {}
+    step = data.draw(st.integers(1, 20))
+    for start in range(0, len(texts), step):
+        chunk = texts[start : start + step]
+        rids = np.arange(start, start + len(chunk), dtype=np.int64) * 2 + 1
+        idx.add(rids, chunk)
+        live.update(zip(rids.tolist(), chunk, strict=True))
+    gone = data.draw(st.sets(st.sampled_from(sorted(live)), max_size=len(live) // 3))
+    if gone:
+        idx.remove(np.array(sorted(gone), dtype=np.int64))
+        for g in gone:
+            del live[g]
+    everyone = [*sorted(live), 10_000]  # with an id the index never had
+    allowed = data.draw(st.none() | st.sets(st.sampled_from(everyone)))
+    exclude = data.draw(st.none() | st.sets(st.sampled_from(everyone)))
+    ids, scores = idx.bm25_top_k(
+        query,
+        k,
+        allowed=None if allowed is None else np.array(sorted(allowed), dtype=np.int64),
+        exclude=None if exclude is None else np.array(list(exclude), dtype=np.int64),
+    )
+    exp_ids, exp_scores = brute_bm25(bm25s_reference(live), query, k, allowed, exclude)
+    assert ids.tolist() == exp_ids
+    assert scores.dtype == np.float64
+    np.testing.assert_array_equal(scores, np.asarray(exp_scores, dtype=np.float64))
