@@ -49,6 +49,7 @@ _BLOCK = 16
 _REBUILD_GROWTH = 1.5
 #: float32 unit roundoff: FAISS may accumulate the byte products in float32.
 _UNIT = 2.0**-24
+_TINY = 1e-300
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class ByteCodes:
     __slots__ = (
         "_built_residual",
         "_built_spread",
+        "_pad_bytes",
+        "_residual_bound",
+        "_rounding",
         "center",
         "dim",
         "index",
@@ -107,6 +111,11 @@ class ByteCodes:
         #: The largest residual ``|x - (lo + step * c)|``, ``|c - center|`` and ``|x|``.
         self.residual, self.spread, self.norm = stats
         self._built_residual, self._built_spread = built
+        width = self.dim + pad
+        self._pad_bytes = _MIDDLE * width  # sum(Q) = sum(levels) + 128 * width
+        self._rounding = 2 * (width + 1) * _UNIT * _LEVELS
+        # Float64 rounding in this module's arithmetic, far below 1e-9 of |q| |x|.
+        self._residual_bound = self.residual + 1e-9 * self.norm
 
     @classmethod
     def build(cls, vectors: Floats) -> ByteCodes:
@@ -186,9 +195,10 @@ class ByteCodes:
         """The query bytes and bounds of ``vectors`` (``(m, dim)``)."""
         q = np.asarray(vectors, np.float64)
         w = q * self.step
-        largest = np.abs(w).max(axis=1)
-        alpha = largest / (_MIDDLE - 1)
-        alpha[largest == 0] = 1.0  # a query orthogonal to every coded dimension
+        # alpha: the largest |w| at 127 levels (any positive value when w is all zero).
+        alpha = np.abs(w).max(axis=1)
+        np.maximum(alpha, _TINY, out=alpha)
+        alpha *= 1 / (_MIDDLE - 1)
         levels = np.rint(w / alpha[:, None])
         w -= alpha[:, None] * levels  # now the residual r
         query_bytes = np.full((len(q), self.dim + self.pad), _MIDDLE, np.float32)
@@ -196,14 +206,13 @@ class ByteCodes:
         offset = q @ self.lo + w @ self.center - alpha * (_MIDDLE * self.total)
         # FAISS may sum the byte products in float32: relative error at most width * unit on a
         # sum of non-negative terms no larger than 255 * sum(Q); doubled to cover the
-        # conversions. The last term covers float64 rounding in this module's own arithmetic.
-        width = self.dim + self.pad
-        byte_sum = levels.sum(axis=1) + _MIDDLE * width
-        rounding = alpha * (2 * (width + 1) * _UNIT * _LEVELS) * byte_sum
-        q_norm = np.sqrt(np.vecdot(q, q))
-        r_norm = np.sqrt(np.vecdot(w, w))
-        margin = q_norm * self.residual + r_norm * self.spread + rounding
-        margin += 1e-9 * (1 + q_norm * self.norm)
+        # conversions. The residual term carries the float64 rounding of this module's own
+        # arithmetic (see build), the constant the rest.
+        byte_sum = levels.sum(axis=1) + self._pad_bytes
+        margin = alpha * byte_sum * self._rounding
+        margin += np.sqrt(np.vecdot(q, q)) * self._residual_bound
+        margin += np.sqrt(np.vecdot(w, w)) * self.spread
+        margin += 1e-9
         return QueryCodes(query_bytes, offset, alpha, margin)
 
     def search(self, query_bytes: Floats, m: int, valid: Mask | None) -> tuple[Floats, Ints]:
@@ -214,14 +223,27 @@ class ByteCodes:
             params = faiss.SearchParameters()
             # `bitmap` stays referenced for the whole search, as FAISS requires.
             params.sel = faiss.IDSelectorBitmap(len(valid), faiss.swig_ptr(bitmap))
+        query_bytes = np.ascontiguousarray(query_bytes, np.float32)  # swig_ptr reads it raw
+        count = len(query_bytes)
+        scores = np.empty((count, m), np.float32)
+        positions = np.empty((count, m), np.int64)
         # One thread: a few queries' scans are too short to share (see kshot.index.vectors), and
         # FAISS opens its thread team here even for a single query.
         previous = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
+        if previous != 1:
+            faiss.omp_set_num_threads(1)
         try:
-            scores, positions = self.index.search(query_bytes, m, params=params)
+            self.index.search_c(
+                count,
+                faiss.swig_ptr(query_bytes),
+                m,
+                faiss.swig_ptr(scores),
+                faiss.swig_ptr(positions),
+                params,
+            )
         finally:
-            faiss.omp_set_num_threads(previous)
+            if previous != 1:
+                faiss.omp_set_num_threads(previous)
         return scores, positions
 
     @property

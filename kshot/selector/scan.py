@@ -74,6 +74,9 @@ def codes_for(owner: object, n: int, read: Callable[[int, int], Floats]) -> Byte
     slots, read with ``read``, not rebuilt, unless the new vectors fall outside the coded ranges.
     An extension is a new object: a search running on the old one is not disturbed.
     """
+    codes = _CODES.get(owner)
+    if codes is not None and codes.n == n:  # the usual case: nothing appended since
+        return codes
     with _CODES_LOCK:
         codes = _CODES.get(owner)
         if codes is not None and codes.n < n:
@@ -131,7 +134,8 @@ class BoundedScan:
         """
         queries = self._queries
         coded, found = self._codes.search(queries.bytes[which], m, self._valid)
-        exact, ranked = rescored(self._index, self._vectors[which], found)
+        # At most as many candidates as allowed slots: FAISS pads nothing.
+        exact, ranked = rescored(self._index, self._vectors[which], found, padded=False)
         settled = None
         if m < self._allowed:
             # Everything left out scores at most the m-th approximate score plus the margin.
@@ -168,15 +172,19 @@ def exact_scan(index: IndexView, vectors: Floats, mask: Mask | None) -> BoundedS
     return BoundedScan(index, codes, queries, valid, allowed)
 
 
-def rescored(index: IndexView, vectors: Floats, slots: Ints) -> tuple[Doubles, Ints]:
+def rescored(
+    index: IndexView, vectors: Floats, slots: Ints, *, padded: bool = True
+) -> tuple[Doubles, Ints]:
     """Candidate ``slots`` (``-1``: none) with exact float64 scores, best first, ties by slot.
 
     The scores are element-wise products of the stored float32 vectors, summed in float64, so a
     query's scores depend neither on the batch it came in nor on the path that found them.
+    ``padded=False`` promises that no slot is ``-1`` (the checks are skipped).
     """
-    valid = slots >= 0
-    every = bool(valid.all())
-    wanted = slots if every else np.where(valid, slots, 0)
+    valid = slots >= 0 if padded else None
+    if valid is not None and valid.all():
+        valid = None  # nothing padded after all
+    wanted = slots if valid is None else np.where(valid, slots, 0)
     # Gather candidate vectors a block of queries at a time: (m, n, d) at once can be gigabytes.
     step = max(1, _GATHER_FLOATS // max(1, slots.shape[1] * vectors.shape[1]))
     if len(slots) <= step:
@@ -186,7 +194,7 @@ def rescored(index: IndexView, vectors: Floats, slots: Ints) -> tuple[Doubles, I
         for start in range(0, len(slots), step):
             block = slice(start, start + step)
             scores[block] = _products(index.slot_vectors(wanted[block]), vectors[block])
-    if every:
+    if valid is None:
         order = np.lexsort((slots, -scores))
     else:
         scores[~valid] = -np.inf
