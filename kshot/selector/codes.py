@@ -27,6 +27,7 @@ candidates hold the exact top-n.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -232,8 +233,9 @@ class ByteCodes:
         previous = faiss.omp_get_max_threads()
         if previous != 1:
             faiss.omp_set_num_threads(1)
+        raw: Any = self.index  # search_c (the wrapper's own call) is not in faiss's type stubs
         try:
-            self.index.search_c(
+            raw.search_c(
                 count,
                 faiss.swig_ptr(query_bytes),
                 m,
