@@ -5,8 +5,9 @@ A vector ``x`` is stored as one byte per dimension, ``c = round((x - lo) / step)
 ``lo + step * c`` up to a residual ``e`` whose norm is recorded. A query ``q`` becomes one byte per
 dimension too: with ``w = q * step`` and a scale ``alpha = max|w| / 127``,
 ``Q = round(w / alpha) + 128``, up to a residual ``r``. FAISS's ``QT_8bit_direct`` scalar
-quantizer then computes ``sum(Q * c)`` as an integer dot product (AVX2 byte arithmetic: a
-quarter of the bytes of a float32 scan, and about a third of its time at 10k x 384, measured).
+quantizer then computes ``sum(Q * c)`` as an integer dot product (AVX2 byte arithmetic over a
+quarter of the bytes of a float32 scan: at 10k x 384, inside the selection flow, about half the
+CPU time of a BLAS scan of the float32 vectors and a third of FAISS's flat scan, measured).
 
 That sum carries a term ``128 * sum(c)`` that differs between vectors. Pad dimensions remove it:
 each vector gets extra code bytes that bring its code sum to one constant ``total``, and the query
