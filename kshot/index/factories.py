@@ -14,6 +14,7 @@ every vector in memory, the very thing a compressed index is chosen to avoid.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -66,6 +67,7 @@ def _parts(factory: str) -> list[str]:
     return [part.strip() for part in factory.split(",")]
 
 
+@functools.lru_cache(maxsize=64)  # asked on every vector read; a regex match per part otherwise
 def is_compressed(factory: str) -> bool:
     """Whether the index stores lossy codes (PQ, SQ, ...) rather than the float32 vectors."""
     return any(_CODES.match(part) for part in _parts(factory))

@@ -163,21 +163,24 @@ class SlotView:
         """
         cols = self._columns
         wanted = np.asarray(slots, np.intp)
-        held = cols.alive[wanted]
-        out = np.zeros((*wanted.shape, cols.dim), np.float32)
-        live = wanted[held]
-        if not len(live):
+        # Without tombstones every slot is held: no liveness gather, no zero-filled copy.
+        held = cols.alive[wanted] if cols.dead else None
+        if held is not None and not held.all():
+            out = np.zeros((*wanted.shape, cols.dim), np.float32)
+            if held.any():
+                out[held] = self._exact_vectors(wanted[held])
             return out
+        return self._exact_vectors(wanted.ravel()).reshape(*wanted.shape, cols.dim)
+
+    def _exact_vectors(self, slots: npt.NDArray[np.intp]) -> Floats:
+        """The vectors of live ``slots`` (1-D): from FAISS where it holds them, else the store."""
+        rows = self._columns.rows[slots]
         vectors = self._vectors()
         if vectors.holds_exact_vectors:
-            found = vectors.reconstruct(cols.rows[live])
-        else:
-            rows, where = np.unique(cols.rows[live], return_inverse=True)
-            found = self._stored(rows)[where]
-        if held.all():
-            return found.reshape(*wanted.shape, cols.dim)
-        out[held] = found
-        return out
+            return vectors.reconstruct(rows)
+        unique, where = np.unique(rows, return_inverse=True)
+        found: Floats = self._stored(unique)[where]
+        return found
 
     def _search_on_disk(
         self,

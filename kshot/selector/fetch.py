@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from kshot.selector.scan import exact_scan
+from kshot.selector.scan import exact_scan, rescored
 from kshot.selector.view import IndexView
 from kshot.types import Mask
 
@@ -22,9 +22,6 @@ __all__ = ["Fetch", "LexicalMethod", "available", "lexical_fetcher", "nearest", 
 
 Fetch = Callable[[int], tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]
 LexicalMethod = Literal["jaccard", "bm25"]
-
-_NO_SLOT = np.iinfo(np.int64).max
-_GATHER_FLOATS = 1 << 24  # 64 MiB of float32 candidate vectors per block
 
 
 def available(index: IndexView, mask: Mask | None) -> int:
@@ -37,43 +34,28 @@ def nearest(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Top-``n`` slots per query by cosine similarity, ties by insertion order (lower slot first).
 
-    The candidates come from an exact scan of a small index (:mod:`kshot.selector.scan`) or from
-    the index's vector search; their scores are then recomputed exactly from the stored vectors
-    and re-sorted, because FAISS orders equal scores by neither slot nor batch-independent
-    arithmetic (a batched search rounds differently from a single one). The recomputation is
-    element-wise, so a query's scores depend neither on the batch it came in nor on the path
-    that found its candidates. ``-1`` pads rows with fewer than ``n`` candidates (score ``-inf``).
+    The candidates come from a bounded scan of a small index's byte codes
+    (:mod:`kshot.selector.scan`) or from the index's vector search; their scores are then
+    recomputed exactly from the stored vectors and re-sorted
+    (:func:`~kshot.selector.scan.rescored`), because FAISS orders equal scores by neither slot nor
+    batch-independent arithmetic (a batched search rounds differently from a single one). The
+    recomputation is element-wise, so a query's scores depend neither on the batch it came in nor
+    on the path that found its candidates. ``-1`` pads rows with fewer than ``n`` candidates
+    (score ``-inf``).
     """
     return vector_fetcher(index, vectors, mask)(n)
 
 
 def vector_fetcher(index: IndexView, vectors: npt.NDArray[np.float32], mask: Mask | None) -> Fetch:
-    """``fetch(n)``: :func:`nearest` for the given query vectors; a scan runs once for all ``n``."""
+    """``fetch(n)``: :func:`nearest` for the given query vectors (a scan prepared once)."""
     scan = exact_scan(index, vectors, mask)
 
     def fetch(n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        slots = index.vector_search(vectors, n, mask)[1] if scan is None else scan.top(n)
-        return _rescored(index, vectors, slots)
+        if scan is not None:
+            return scan.top(n)
+        return rescored(index, vectors, index.vector_search(vectors, n, mask)[1])
 
     return fetch
-
-
-def _rescored(
-    index: IndexView, vectors: npt.NDArray[np.float32], slots: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """Candidate ``slots`` (``-1``: none) with exact float64 scores, best first, ties by slot."""
-    valid = slots >= 0
-    scores = np.full(slots.shape, -np.inf)
-    # Gather candidate vectors a block of queries at a time: (m, n, d) at once can be gigabytes.
-    step = max(1, _GATHER_FLOATS // max(1, slots.shape[1] * vectors.shape[1]))
-    for start in range(0, len(slots), step):
-        block = slice(start, start + step)
-        candidates = index.slot_vectors(np.where(valid[block], slots[block], 0))
-        scores[block] = np.einsum("mnd,md->mn", candidates, vectors[block], dtype=np.float64)
-    scores[~valid] = -np.inf
-    order = np.lexsort((np.where(valid, slots, _NO_SLOT), -scores), axis=-1)
-    rows = np.arange(len(slots))[:, None]
-    return scores[rows, order], slots[rows, order]
 
 
 def lexical_fetcher(

@@ -1,7 +1,8 @@
-"""The small-index fast path (an exact numpy scan) answers exactly what the general path answers.
+"""The small-index fast path (a bounded scan of byte codes) answers what the general path answers.
 
 The general path asks the index's vector search (FAISS for a few queries, BLAS blocks for a
-batch); the fast path scans a cached transposed copy of the vectors. Every vector-backed selector
+batch); the fast path scans cached byte codes of the vectors and re-scores a candidate set proven
+to hold the exact top-n (see ``test_bounded_scan.py``). Every vector-backed selector
 must return the same ids, in the same order, with the same scores, on seeded random corpora
 built to be awkward: repeated inputs, tombstones after deletes and updates, dense and narrow
 filters, exclusions, near-duplicate pruning, k past the corpus. The spies check that each path
@@ -20,6 +21,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import faiss
 import numpy as np
 import pytest
 
@@ -28,6 +30,7 @@ from kshot.bench.lookup import LookupEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.index.slots import SlotView
 from kshot.selector import build_selector
+from kshot.selector.codes import ByteCodes
 from kshot.types import Example, Scored
 
 DIM = 24
@@ -103,7 +106,7 @@ class Paths:
         fast = run()
         fast_searches = self.searches
         with self.monkeypatch.context() as patch:
-            patch.setattr(scan, "SCAN_MAX_FLOATS", 0)  # every index is "large": general path
+            patch.setattr(scan, "SCAN_MAX_CODES", 0)  # every index is "large": general path
             self.searches = 0
             general = run()
             general_searches = self.searches
@@ -175,24 +178,24 @@ def test_k_past_the_corpus_returns_every_distinct_input(paths: Paths) -> None:
         assert len(fast[0]) == distinct
 
 
-def test_writes_extend_the_cached_layout_and_tombstones_never_come_back(paths: Paths) -> None:
+def test_writes_extend_the_cached_codes_and_tombstones_never_come_back(paths: Paths) -> None:
     examples, vectors, encoder, queries = awkward_corpus(3, 200)
     with ExampleIndex.build(examples[:150], encoder, embeddings=vectors[:150]) as index:
         selector = build_selector(index, "similarity")
         selector.select(queries[0], 4)
         view = index.view
         owner, _, _, _ = view.slot_matrix()  # type: ignore[misc]
-        first = scan._LAYOUTS[owner]
-        built = first.buffer
+        first = scan._CODES[owner]
+        assert first.n == 150
         index.add(examples[150:], embeddings=vectors[150:])
         best = [s.example.id for s in selector.select(queries[-2], 3)]
-        # Appended slots extend the same cached layout (grown in place or copied once), and it
-        # holds exactly the stored vectors of every slot.
-        assert scan._LAYOUTS[owner] is first and first.n == 200
-        assert first.buffer is built or first.buffer.shape[1] >= 200
+        # Appended slots give new codes over all 200 slots (a search on the old ones is left
+        # alone), and every slot's vector lies within the recorded residual of its code.
+        codes = scan._CODES[owner]
+        assert codes is not first and codes.n == 200 and first.n == 150
         _, n, read, _ = view.slot_matrix()  # type: ignore[misc]
-        np.testing.assert_array_equal(first.buffer[:, :200], read(0, n).T)
         np.testing.assert_allclose(read(0, n), vectors[:200], atol=1e-6)
+        assert_codes_hold(codes, read(0, n))
         index.delete(best[:2])
         encoder.table["an updated text for seven"] = vectors[11]
         index.update("x7", input="an updated text for seven")
@@ -203,17 +206,28 @@ def test_writes_extend_the_cached_layout_and_tombstones_never_come_back(paths: P
             assert not {s.example.id for s in fast[0]} & set(best[:2])
 
 
-def test_the_cached_layout_goes_with_its_index() -> None:
+def assert_codes_hold(codes: ByteCodes, vectors: np.ndarray) -> None:
+    """Each row of ``vectors`` is within ``codes.residual`` of what its stored code decodes to."""
+    width = codes.dim + codes.pad
+    held = faiss.rev_swig_ptr(codes.index.codes.data(), codes.n * width).reshape(codes.n, width)
+    decoded = codes.lo + codes.step * held[:, : codes.dim].astype(np.float64)
+    residuals = np.linalg.norm(vectors.astype(np.float64) - decoded, axis=1)
+    assert residuals.max() <= codes.residual + 1e-12
+    # The pad bytes bring every code to the same sum, which is what lets FAISS rank by it.
+    assert (held.astype(np.int64).sum(axis=1) == codes.total).all()
+
+
+def test_the_cached_codes_go_with_their_index() -> None:
     examples, vectors, encoder, queries = awkward_corpus(5, 60)
     index = ExampleIndex.build(examples, encoder, embeddings=vectors)
     build_selector(index, "similarity").select(queries[0], 4)
     owner = index.view.slot_matrix()[0]  # type: ignore[index]
-    assert owner in scan._LAYOUTS
+    assert owner in scan._CODES
     gone = weakref.ref(owner)
     index.close()
     del index, owner
     gc.collect()
-    # The cache holds its key weakly: the index's columns and their layout are collected with it.
+    # The cache holds its key weakly: the index's columns and their codes are collected with it.
     assert gone() is None
 
 
