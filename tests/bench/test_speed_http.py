@@ -50,3 +50,16 @@ def test_the_report_sets_the_figure_beside_its_goal(tmp_path: Path) -> None:
     text = (tmp_path / "results.md").read_text()
     assert "## HTTP: `kshot serve` vs a bare FastAPI app" in text
     assert "| bare_fastapi | 1.800 |" in text
+
+
+def test_markdown_names_the_machine_from_the_run_record(tmp_path: Path) -> None:
+    """The header reads the machine fields that ``capture_environment`` writes."""
+    from kshot.bench.environment import capture_environment
+
+    run = capture_environment({"threads": 1}, "cpu")
+    write_markdown({"http_run": run}, tmp_path / "results.md")
+    text = (tmp_path / "results.md").read_text()
+    machine = run["machine"]
+    assert isinstance(machine, dict)
+    assert f"{machine['cpu_count']} CPUs" in text
+    assert f"load average at start {machine['load_average_at_start']}" in text

@@ -223,8 +223,9 @@ def write_markdown(r: Mapping[str, Any], path: Path) -> None:
     )
     machine = run.get("machine", {})
     lines += [
-        f"Machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs, load average "
-        f"at start {machine.get('loadavg_at_start', '?')} (shared machine: wall times are noisy; "
+        f"Machine: {machine.get('platform', '?')} ({machine.get('cpu_model', '?')}), "
+        f"{machine.get('cpu_count', '?')} CPUs, load average at start "
+        f"{machine.get('load_average_at_start', '?')} (shared machine: wall times are noisy; "
         "CPU time is the process's `process_time`, all threads).",
         "",
         f"Setup: every library single-threaded (`threads={_get(run, 'config', 'threads')}`: on "
