@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import settings
 
@@ -14,6 +16,22 @@ from kshot.types import Example
 # run (CI's too) is reproducible; the properties still cover each test's full strategy.
 settings.register_profile("kshot", deadline=None, derandomize=True)
 settings.load_profile("kshot")
+
+
+@pytest.fixture(scope="module")
+def one_faiss_thread() -> Iterator[None]:
+    """FAISS on one OpenMP thread for a module (``pytest.mark.usefixtures("one_faiss_thread")``).
+
+    FAISS parallelises even a one-query search with OpenMP; on a busy two-core machine the
+    threads' barrier costs ~15 ms a search, and the modules using this search tiny indexes one
+    query at a time.
+    """
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,18 +31,10 @@ from tests.selector.test_contract import (
     check_hygiene,
 )
 
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+
 DIM = 32
 N = 3_000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_faiss_thread() -> Iterator[None]:
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 def clustered(n: int = N, seed: int = 0) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator
 
 import pytest
 from langchain_core.example_selectors import BaseExampleSelector
@@ -24,6 +23,8 @@ from kshot.index.example_index import ExampleIndex
 from kshot.integrations.langchain import KshotExampleSelector
 from kshot.selector import available_selectors
 
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+
 EXAMPLES = [
     {"input": "How do I reset my card PIN?", "output": "change pin", "label": "change_pin"},
     {"input": "I forgot the PIN of my debit card", "output": "change pin", "label": "change_pin"},
@@ -42,16 +43,6 @@ EXAMPLES = [
     {"input": "Can I top up with cash?", "output": "top up", "label": "top_up", "channel": "app"},
     {"input": "My top up failed", "output": "top up", "label": "top_up", "channel": "web"},
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_faiss_thread() -> Iterator[None]:
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 def make(**kwargs: object) -> KshotExampleSelector:

@@ -32,6 +32,8 @@ from kshot.selector import (
 from kshot.selector.base import _REGISTRY
 from kshot.types import Example, Scored
 
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
+
 SELECTORS = sorted(available_selectors())
 
 _TEXTS = [
@@ -85,18 +87,6 @@ QUERIES = [
 
 #: Parameters that make a selector's randomness explicit; every other selector is deterministic.
 SEEDED: dict[str, dict[str, Any]] = {"random": {"seed": 7}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_faiss_thread() -> Iterator[None]:
-    # FAISS parallelises even a one-query search with OpenMP; on a busy two-core machine the
-    # threads' barrier costs ~15 ms a search. These tests search tiny indexes, one query at a time.
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

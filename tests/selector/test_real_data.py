@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,21 +13,11 @@ from kshot.index.example_index import ExampleIndex
 from kshot.selector import available_selectors, build_selector
 from kshot.types import Example, Scored
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_faiss_thread")]
 
 PER_LABEL = 20
 N_QUERIES = 50
 K = 4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_faiss_thread() -> Iterator[None]:
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
