@@ -48,6 +48,7 @@ __all__ = [
     "choose_factory",
     "exact_search",
     "fit_factory",
+    "threads_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def held_out_neighbours(
 
 
 @contextlib.contextmanager
-def _threads_for(n_queries: int) -> Iterator[None]:
+def threads_for(n_queries: int) -> Iterator[None]:
     """Run FAISS on one thread for a handful of queries.
 
     A single query's scan is too short to share: OpenMP's hand-off and spinning threads cost more
@@ -363,7 +364,7 @@ class VectorIndex:
             params = faiss.SearchParameters()
         if selector is not None:
             params.sel = selector
-        with _threads_for(len(queries)):
+        with threads_for(len(queries)):
             scores, rows = self._index.search(
                 np.ascontiguousarray(queries, dtype=np.float32), k, params=params
             )

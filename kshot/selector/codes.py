@@ -34,6 +34,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from kshot.index.vectors import threads_for
 from kshot.types import Mask
 
 __all__ = ["ByteCodes", "QueryCodes"]
@@ -136,9 +137,7 @@ class ByteCodes:
         total = (int(sums.max()) if n else 0) + (pad * _LEVELS - spread) // 2
         center = codes.mean(axis=0) if n else np.zeros(dim)
         residual, code_spread, norm = _stats(x, codes, lo, step, center)
-        index = faiss.IndexScalarQuantizer(
-            dim + pad, faiss.ScalarQuantizer.QT_8bit_direct, faiss.METRIC_INNER_PRODUCT
-        )
+        index = _code_index(dim + pad)
         if n:
             index.add_sa_codes(_padded(codes, total, pad))
         return cls(
@@ -169,10 +168,8 @@ class ByteCodes:
             or spread > _REBUILD_GROWTH * self._built_spread
         ):
             return None
-        index = faiss.IndexScalarQuantizer(
-            self.dim + self.pad, faiss.ScalarQuantizer.QT_8bit_direct, faiss.METRIC_INNER_PRODUCT
-        )
         width = self.dim + self.pad
+        index = _code_index(width)
         if self.n:
             held = faiss.rev_swig_ptr(self.index.codes.data(), self.n * width)
             index.add_sa_codes(held.reshape(self.n, width))
@@ -229,13 +226,10 @@ class ByteCodes:
         count = len(query_bytes)
         scores = np.empty((count, m), np.float32)
         positions = np.empty((count, m), np.int64)
-        # One thread: a few queries' scans are too short to share (see kshot.index.vectors), and
-        # FAISS opens its thread team here even for a single query.
-        previous = faiss.omp_get_max_threads()
-        if previous != 1:
-            faiss.omp_set_num_threads(1)
         raw: Any = self.index  # search_c (the wrapper's own call) is not in faiss's type stubs
-        try:
+        # A few queries' scans are too short to share: FAISS would open its thread team even for
+        # one query.
+        with threads_for(count):
             raw.search_c(
                 count,
                 faiss.swig_ptr(query_bytes),
@@ -244,15 +238,19 @@ class ByteCodes:
                 faiss.swig_ptr(positions),
                 params,
             )
-        finally:
-            if previous != 1:
-                faiss.omp_set_num_threads(previous)
         return scores, positions
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the codes."""
         return self.n * (self.dim + self.pad)
+
+
+def _code_index(width: int) -> faiss.IndexScalarQuantizer:
+    """An empty FAISS index of ``width`` raw bytes a vector, scored by integer dot product."""
+    return faiss.IndexScalarQuantizer(
+        width, faiss.ScalarQuantizer.QT_8bit_direct, faiss.METRIC_INNER_PRODUCT
+    )
 
 
 def _quantise(x: Doubles, lo: Doubles, step: Doubles) -> Doubles:
