@@ -236,7 +236,7 @@ class ExampleStore:
         # Built column by column before the transaction: a bad metadata value is refused before
         # anything is written, and the rows go to SQLite as ready tuples.
         metadata = [
-            _dump_metadata(meta, ex_id, first + i) if meta else "{}"
+            _dump_metadata(meta, ex_id, first + i)
             for i, (meta, ex_id) in enumerate(zip(batch.metadata, batch.ids, strict=True))
         ]
         with self._lock:
