@@ -65,6 +65,22 @@ def test_tokenize_nfkc_casefold() -> None:
     assert tokenize("   ") == []
 
 
+def draw_id_filters(
+    data: st.DataObject, ids: list[int]
+) -> tuple[set[int] | None, set[int] | None, dict[str, np.ndarray | None]]:
+    """Drawn ``allowed`` / ``exclude`` id sets (or ``None``) and the arrays a top-k call takes.
+
+    ``allowed`` goes in sorted and ``exclude`` in set order, so the index sorts what it needs.
+    """
+    allowed = data.draw(st.none() | st.sets(st.sampled_from(ids)))
+    exclude = data.draw(st.none() | st.sets(st.sampled_from(ids)))
+    arrays = {
+        "allowed": None if allowed is None else np.array(sorted(allowed), dtype=np.int64),
+        "exclude": None if exclude is None else np.array(list(exclude), dtype=np.int64),
+    }
+    return allowed, exclude, arrays
+
+
 # ---------------------------------------------------------------- jaccard
 
 
@@ -95,14 +111,8 @@ def test_allowed_exclude_and_fill(
 ) -> None:
     idx, by_id = build(texts)
     all_ids = sorted(by_id)
-    allowed = data.draw(st.none() | st.sets(st.sampled_from(all_ids)))
-    exclude = data.draw(st.none() | st.sets(st.sampled_from(all_ids)))
-    ids, scores = idx.jaccard_top_k(
-        query,
-        k,
-        allowed=None if allowed is None else np.array(sorted(allowed), dtype=np.int64),
-        exclude=None if exclude is None else np.array(list(exclude), dtype=np.int64),
-    )
+    allowed, exclude, filters = draw_id_filters(data, all_ids)
+    ids, scores = idx.jaccard_top_k(query, k, **filters)
     exp_ids, exp_scores = brute_jaccard(by_id, query, k, allowed, exclude)
     assert ids.tolist() == exp_ids
     np.testing.assert_allclose(scores, exp_scores)
@@ -416,14 +426,8 @@ def test_bm25_top_k_equals_brute_force_bm25s(
         for g in gone:
             del live[g]
     everyone = [*sorted(live), 10_000]  # with an id the index never had
-    allowed = data.draw(st.none() | st.sets(st.sampled_from(everyone)))
-    exclude = data.draw(st.none() | st.sets(st.sampled_from(everyone)))
-    ids, scores = idx.bm25_top_k(
-        query,
-        k,
-        allowed=None if allowed is None else np.array(sorted(allowed), dtype=np.int64),
-        exclude=None if exclude is None else np.array(list(exclude), dtype=np.int64),
-    )
+    allowed, exclude, filters = draw_id_filters(data, everyone)
+    ids, scores = idx.bm25_top_k(query, k, **filters)
     exp_ids, exp_scores = brute_bm25(bm25s_reference(live), query, k, allowed, exclude)
     assert ids.tolist() == exp_ids
     assert scores.dtype == np.float64
