@@ -29,6 +29,7 @@ invariant over several files. The input checks at the bottom are the next candid
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ from tqdm.auto import tqdm
 
 from kshot._version import __version__
 from kshot.errors import ConfigError, DataError, NotFoundError, QueryError, ReadOnlyError
+from kshot.index.background import Background
 from kshot.index.batch import ExampleBatch, batch_of_rows, check_unique_ids
 from kshot.index.columns import Columns, batch_of
 from kshot.index.encoder import Encoder, encoder_from_name
@@ -61,7 +63,12 @@ from kshot.index.persistence import (
 )
 from kshot.index.slots import SlotView
 from kshot.index.store import ExampleStore
-from kshot.index.vectors import BuildParams, VectorIndex, build_vectors, choose_factory
+from kshot.index.vectors import (
+    BuildParams,
+    VectorIndex,
+    build_vectors,
+    choose_factory,
+)
 from kshot.types import Example, as_example
 
 __all__ = ["ExampleIndex", "as_example", "normalize_text"]
@@ -174,6 +181,23 @@ class ExampleIndex:
         params = BuildParams(factory=factory, recall_target=recall_target, seed=seed, mmap=mmap)
         chosen = factory or choose_factory(len(batch))
         columns = Columns(encoder.dim)
+        # The vector index is built (FAISS releases the GIL) while this thread fills the store and
+        # the columns: each takes about half of a large build. A fresh store numbers rows from
+        # its next row on, so the vector index knows them before the store has written them.
+        rows = np.arange(store.next_row, store.next_row + len(batch), dtype=np.int64)
+        vector_build = Background(
+            functools.partial(
+                build_vectors,
+                encoder.dim,
+                rows,
+                vectors,
+                chosen,
+                recall_target,
+                seed,
+                fallback=factory is None,
+            ),
+            name="kshot-build-vectors",
+        )
         progress = tqdm(
             total=len(batch),
             desc="storing",
@@ -185,35 +209,17 @@ class ExampleIndex:
         for start in range(0, len(batch), _INSERT_CHUNK):
             chunk = batch.slice(start, start + _INSERT_CHUNK)
             chunk_vectors = vectors[start : start + _INSERT_CHUNK]
-            rows, ids = store.insert(chunk, chunk_vectors, first=start)
-            columns.append(batch_of(rows, ids, chunk, chunk_vectors))
+            chunk_rows, ids = store.insert(chunk, chunk_vectors, first=start)
+            columns.append(batch_of(chunk_rows, ids, chunk, chunk_vectors))
             progress.update(len(chunk))
         progress.close()
         del batch  # the columns and the store hold what the index needs of it
-        rows = columns.live_rows()
-        vector_index, recall = build_vectors(
-            columns.dim, rows, vectors, chosen, recall_target, seed
-        )
-        if (
-            factory is None
-            and vector_index.nprobe
-            and vector_index.nprobe > vector_index.nlist // 4
-        ):
-            # Vectors without cluster structure: IVF would scan most lists anyway, slower than an
-            # exact scan. Only the default choice falls back; an explicit factory is kept.
-            logger.warning(
-                "%s needs nprobe %d of %d lists for recall@10 %.2f; using an exact index",
-                chosen,
-                vector_index.nprobe,
-                vector_index.nlist,
-                recall_target,
-            )
-            vector_index, recall = build_vectors(
-                columns.dim, rows, vectors, "Flat", recall_target, seed
-            )
+        if not np.array_equal(columns.live_rows(), rows):
+            raise RuntimeError("the store numbered the built rows other than expected")
+        vector_index, recall = vector_build.result()
         # The vector index holds its own copy now; the caller's array (or our normalised copy)
         # is not kept.
-        del vectors
+        del vectors, vector_build
         index = cls(
             store, encoder, encoder.name, vector_index, columns, recall_at_10=recall, build=params
         )

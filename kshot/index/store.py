@@ -207,6 +207,17 @@ class ExampleStore:
         """A counter bumped by every write; the vector file records the one it matches."""
         return int(self.get_info("generation") or 0)
 
+    @property
+    def next_row(self) -> int:
+        """The row the next inserted example gets (rows are never reused)."""
+        with self._lock:
+            return self._next_row(self._conn)
+
+    @staticmethod
+    def _next_row(conn: sqlite3.Connection) -> int:
+        found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='examples'").fetchone()
+        return (int(found[0]) if found else 0) + 1
+
     def _bump(self) -> None:
         self._conn.execute(
             "INSERT INTO info VALUES ('generation', '1') ON CONFLICT(key) "
@@ -243,10 +254,7 @@ class ExampleStore:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                found = conn.execute(
-                    "SELECT seq FROM sqlite_sequence WHERE name='examples'"
-                ).fetchone()
-                start = (int(found[0]) if found else 0) + 1
+                start = self._next_row(conn)
                 rows = np.arange(start, start + count, dtype=np.int64)
                 ids = [
                     ex_id or f"ex{row}" for ex_id, row in zip(batch.ids, rows.tolist(), strict=True)
