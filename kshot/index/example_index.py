@@ -67,7 +67,9 @@ from kshot.index.vectors import (
     BuildParams,
     VectorIndex,
     build_vectors,
+    caller_threads,
     choose_factory,
+    faiss_threads,
 )
 from kshot.types import Example, as_example
 
@@ -187,7 +189,8 @@ class ExampleIndex:
         rows = np.arange(store.next_row, store.next_row + len(batch), dtype=np.int64)
         vector_build = Background(
             functools.partial(
-                build_vectors,
+                _build_vectors_under,
+                caller_threads(),
                 encoder.dim,
                 rows,
                 vectors,
@@ -735,3 +738,11 @@ def _checked_embeddings(
         if out is not None:
             out[start : start + len(block)] = block / norms[:, None].astype(np.float32)
     return out if out is not None else np.ascontiguousarray(array)
+
+
+def _build_vectors_under(
+    threads: int, *args: Any, **kwargs: Any
+) -> tuple[VectorIndex, float | None]:
+    """:func:`build_vectors` on ``threads`` FAISS threads (those of the thread that asked)."""
+    with faiss_threads(threads):
+        return build_vectors(*args, **kwargs)

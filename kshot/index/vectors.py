@@ -45,8 +45,10 @@ __all__ = [
     "BuildParams",
     "VectorIndex",
     "build_vectors",
+    "caller_threads",
     "choose_factory",
     "exact_search",
+    "faiss_threads",
     "fit_factory",
     "threads_for",
 ]
@@ -155,8 +157,25 @@ def threads_for(n_queries: int) -> Iterator[None]:
     if n_queries >= _PARALLEL_MIN_QUERIES:
         yield
         return
+    with faiss_threads(1):
+        yield
+
+
+def caller_threads() -> int:
+    """The FAISS (OpenMP) thread count set for the calling thread.
+
+    OpenMP keeps the count per thread and a new thread starts from the process default, so work
+    handed to another thread runs under :func:`faiss_threads` of this to keep the caller's
+    ``faiss.omp_set_num_threads``.
+    """
+    return int(faiss.omp_get_max_threads())
+
+
+@contextlib.contextmanager
+def faiss_threads(n: int) -> Iterator[None]:
+    """Run FAISS on ``n`` threads in the calling thread, restoring its count after."""
     previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
+    faiss.omp_set_num_threads(n)
     try:
         yield
     finally:

@@ -9,12 +9,14 @@ neighbours against ``exact_search``, the ASCII text normalisation against the ge
 from __future__ import annotations
 
 import sqlite3
+import threading
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import faiss
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -281,3 +283,27 @@ def test_every_ascii_character_normalises_as_the_general_rule_says() -> None:
     for code in range(128):
         text = f"A{chr(code)}b {chr(code)}"
         assert normalize_text(text) == _general(text), code
+
+
+def test_the_vector_build_runs_on_its_own_thread_with_the_callers_faiss_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[int, int]] = []
+    real = example_index.build_vectors
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append((threading.get_ident(), faiss.omp_get_max_threads()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(example_index, "build_vectors", spy)
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(3)
+    try:
+        rows = [{"input": f"text number {i}", "label": str(i % 3)} for i in range(300)]
+        index = ExampleIndex.build(rows, HashingEncoder(32), factory="IVF4,Flat")
+    finally:
+        faiss.omp_set_num_threads(previous)
+    assert seen == [(seen[0][0], 3)]
+    assert seen[0][0] != threading.get_ident()
+    assert len(index) == 300
+    assert index.info()["factory"] == "IVF4,Flat"
