@@ -68,6 +68,9 @@ class SpeedConfig:
     """Requests per HTTP arm (after ``http_warm_up`` more), interleaved."""
     http_warm_up: int = 20
     seed: int = 0
+    previous: str | None = None
+    """An earlier run's ``results.json``: its target figures are recorded beside this run's and
+    the report's targets table shows both (before and after)."""
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.fetch_k < self.k:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kshot.errors import ConfigError
 from kshot.index.vectors import APPROX_THRESHOLD
 
-__all__ = ["targets", "write_markdown", "write_plot"]
+__all__ = ["previous_targets", "targets", "targets_table", "write_markdown", "write_plot"]
 
 
 def _get(d: Mapping[str, Any], *keys: str) -> Any:
@@ -211,6 +213,46 @@ def _http_lines(h: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+#: The sections of a results file whose run records say when they were measured.
+_RUNS = ("compare_run", "scale_run", "encoder_run", "http_run")
+
+
+def previous_targets(path: Path) -> dict[str, Any]:
+    """An earlier run's target figures (its ``results.json``), to report beside a new run's."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--previous {path}: not a readable results.json ({exc})") from exc
+    if not isinstance(earlier, dict) or not any(key in earlier for key in _RUNS):
+        raise ConfigError(f"--previous {path}: not the results.json of a kshot speed run")
+    started = sorted({str(earlier[key].get("started", "?")) for key in _RUNS if key in earlier})
+    return {
+        "file": path.name,
+        "started": started,
+        "targets": [[name, measured] for name, measured, _ in targets(earlier)],
+    }
+
+
+def targets_table(r: Mapping[str, Any]) -> list[str]:
+    """The markdown lines of the targets table, with the earlier run's column when recorded."""
+    before = r.get("previous")
+    if not before:
+        return [
+            "| target | measured | verdict |",
+            "|---|---|---|",
+            *(f"| {a} | {b} | {c} |" for a, b, c in targets(r)),
+        ]
+    earlier = dict(before["targets"])
+    return [
+        f"Before: `{before['file']}`, measured {', '.join(before['started'])} (the same "
+        "benchmark's earlier run; '-' where it did not measure the target).",
+        "",
+        "| target | before | measured | verdict |",
+        "|---|---|---|---|",
+        *(f"| {a} | {earlier.get(a, '-')} | {b} | {c} |" for a, b, c in targets(r)),
+    ]
+
+
 def write_markdown(r: Mapping[str, Any], path: Path) -> None:
     """Write the results tables and the targets."""
     lines = ["# kshot speed benchmark", ""]
@@ -237,10 +279,8 @@ def write_markdown(r: Mapping[str, Any], path: Path) -> None:
         "",
         "## Targets",
         "",
-        "| target | measured | verdict |",
-        "|---|---|---|",
+        *targets_table(r),
     ]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(r)]
     comp = r.get("compare") or {}
     if comp:
         lines += [

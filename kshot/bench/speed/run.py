@@ -21,6 +21,7 @@ from kshot.bench.speed.config import SpeedConfig
 from kshot.bench.speed.data import load_data, minilm_encoder
 from kshot.bench.speed.encoder import encoder_speed
 from kshot.bench.speed.http import http_vs_fastapi
+from kshot.bench.speed.report import previous_targets
 from kshot.bench.speed.scale import at_scale
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def run_speed(config: SpeedConfig) -> Path:
     path = out / "results.json"
     previous: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     results: dict[str, Any] = dict(previous)
+    # Read before the run, so that a bad file is refused before minutes of measuring.
+    before = previous_targets(Path(config.previous)) if config.previous is not None else None
     started = datetime.now(UTC).isoformat(timespec="seconds")
     run_info = {
         **capture_environment(dataclasses.asdict(config), "cpu"),
@@ -75,6 +78,8 @@ def run_speed(config: SpeedConfig) -> Path:
     if config.http:
         results["http"] = http_vs_fastapi(config)
         results["http_run"] = run_info
+    if before is not None:
+        results["previous"] = before
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
     os.replace(tmp, path)
@@ -108,6 +113,11 @@ def _parse(argv: Sequence[str] | None) -> SpeedConfig:
     p.add_argument("--threads", type=int, default=SpeedConfig.threads)
     p.add_argument("--ivf-from", type=int, default=SpeedConfig.ivf_from)
     p.add_argument("--scale-factory", default=None, help="FAISS factory for --scale")
+    p.add_argument(
+        "--previous",
+        default=None,
+        help="an earlier run's results.json: the targets table shows its figures beside these",
+    )
     a = p.parse_args(argv)
     sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
     return SpeedConfig(
@@ -132,6 +142,7 @@ def _parse(argv: Sequence[str] | None) -> SpeedConfig:
         threads=a.threads,
         ivf_from=a.ivf_from,
         scale_factory=a.scale_factory,
+        previous=a.previous,
     )
 
 
