@@ -74,3 +74,30 @@ def test_a_rerun_skips_finished_cells_and_measures_the_rest(
     ran.clear()
     run_table([1000], ["default", "IVF8,SQ8@mmap"], tmp_path)
     assert ran == []
+
+
+def test_a_run_of_another_size_keeps_the_rows_of_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "scale_table"
+    folder.mkdir()
+    for spec in ("IVF8,SQ8", "default"):
+        (folder / f"{Cell(1000, spec).slug}.json").write_text(json.dumps(_row(1000, spec)))
+
+    def phase(cell: Cell, name: str, work: Path, nice: int) -> dict[str, Any]:
+        row = _row(cell.n, cell.spec)
+        return dict(row["build"] if name == "build" else row["load"])
+
+    monkeypatch.setattr(table, "_run_phase", phase)
+    rows = run_table([3000], ["default"], tmp_path)
+    assert [(r["n"], r["factory"]) for r in rows] == [
+        (1000, "default"),
+        (1000, "IVF8,SQ8"),
+        (3000, "default"),
+    ]
+    markdown = (tmp_path / "scale_table.md").read_text().splitlines()
+    assert [line.split(" | ")[:2] for line in markdown[2:]] == [
+        ["| 1,000", "`default`"],
+        ["| 1,000", "`IVF8,SQ8`"],
+        ["| 3,000", "`default`"],
+    ]

@@ -169,10 +169,13 @@ def _run_phase(cell: Cell, phase: str, work: Path, nice: int) -> dict[str, Any]:
 def run_table(
     sizes: Sequence[int], specs: Sequence[str], out: Path, *, nice: int = 0
 ) -> list[dict[str, Any]]:
-    """Measure every cell not yet in ``out/scale_table/``; return every row, in table order."""
+    """Measure every cell not yet in ``out/scale_table/``; return every row, in table order.
+
+    The table holds every finished cell of the folder, not only those asked for this time, so
+    that a run adding a size keeps the rows of the others.
+    """
     folder = out / "scale_table"
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
     for n in sizes:
         for spec in specs:
             cell = Cell(n, spec)
@@ -189,9 +192,14 @@ def run_table(
                 tmp.write_text(json.dumps(row, indent=2) + "\n")
                 os.replace(tmp, done)
                 shutil.rmtree(work, ignore_errors=True)
-            rows.append(json.loads(done.read_text()))
-            write_table(rows, out / "scale_table.md")
-    return rows
+            write_table(_finished(folder), out / "scale_table.md")
+    return _finished(folder)
+
+
+def _finished(folder: Path) -> list[dict[str, Any]]:
+    """Every finished cell in ``folder``: by size, the default factory first, then by name."""
+    rows = [json.loads(path.read_text()) for path in folder.glob("*.json")]
+    return sorted(rows, key=lambda r: (r["n"], r["factory"] != "default", r["factory"]))
 
 
 def write_table(rows: Sequence[dict[str, Any]], path: Path) -> None:
