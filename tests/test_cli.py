@@ -363,3 +363,25 @@ def test_the_cli_is_a_package_of_modules_under_500_lines() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 500
     }
     assert not long, f"split these command modules: {long}"
+
+
+def test_index_tune_measures_recall_on_a_query_file_and_saves_it(tmp_path: Path) -> None:
+    rows = [{"input": f"message number {i} about topic {i % 7}"} for i in range(200)]
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    queries = tmp_path / "queries.csv"
+    queries.write_text("text\nmessage about topic 3\nnumber 12\nsomething else\n", encoding="utf-8")
+    index = tmp_path / "idx"
+    kshot(
+        "index", "build", str(source), "--out", str(index), "--model", "hashing:64",
+        "--factory", "IVF4,Flat",
+    )  # fmt: skip
+    out = kshot("index", "tune", str(index), str(queries), "--input-field", "text")
+    assert out.startswith("recall@10 ") and "on 3 queries (IVF4,Flat, nprobe 4)" in out
+    info = json.loads(kshot("index", "info", str(index), "--json"))
+    assert info["recall_queries"] == 3
+    assert f"recall@10 {info['recall_at_10']:.3f}" in out
+    done = run_cli("index", "tune", str(index), str(queries), "--input-field", "text",
+                   "--target", "1.5")  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: target must be in (0, 1], not 1.5"

@@ -176,3 +176,33 @@ def index_delete(
         removed = index.delete(ids)
         index.save()
         typer.echo(f"deleted {removed} examples; the index holds {len(index)}")
+
+
+@index_app.command("tune")
+def index_tune(
+    path: IndexDir,
+    queries: Annotated[
+        Path,
+        typer.Argument(
+            help="Real queries, held out from the corpus (.jsonl, .csv, .tsv or .parquet)."
+        ),
+    ],
+    input_field: Annotated[str, typer.Option(help="Column holding the query text.")] = "input",
+    target: Annotated[
+        float | None,
+        typer.Option(help="recall@10 to reach (default: the build's, 0.95 unless set)."),
+    ] = None,
+) -> None:
+    """Measure recall@10 on real queries and tune nprobe to the target; saved in the manifest."""
+    from kshot.index import ExampleIndex
+
+    corpus = read_corpus(queries, input_field, input_field, "label", "id", "")
+    texts = [example.input for example in corpus.examples]
+    with ExampleIndex.load(path) as index:
+        recall = index.tune(texts, target=target)
+        index.save()
+        nprobe = index.info()["nprobe"]
+        typer.echo(
+            f"recall@10 {recall:.3f} on {len(texts)} queries ({index.factory}"
+            + (f", nprobe {nprobe})" if nprobe else ")")
+        )

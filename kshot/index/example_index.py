@@ -69,6 +69,7 @@ from kshot.index.vectors import (
     build_vectors,
     caller_threads,
     choose_factory,
+    exact_search,
     faiss_threads,
 )
 from kshot.types import Example, as_example
@@ -80,6 +81,8 @@ logger = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
 
 _INSERT_CHUNK = 20_000
+#: The k of the recall that builds and :meth:`ExampleIndex.tune` measure (the manifest's).
+_RECALL_K = 10
 #: Rows per block when checking and normalising given embeddings.
 _CHECK_BLOCK = 65_536
 #: Given embeddings whose norms are all this close to 1 are taken as already normalised.
@@ -108,6 +111,7 @@ class ExampleIndex:
         *,
         path: Path | None = None,
         recall_at_10: float | None = None,
+        recall_queries: int | None = None,
         device: str = "auto",
         build: BuildParams | None = None,
         writer: WriterLock | None = None,
@@ -132,6 +136,7 @@ class ExampleIndex:
         self._snapshot = store.generation if store.read_only else 0
         self.path = path
         self.recall_at_10 = recall_at_10
+        self.recall_queries = recall_queries
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -260,6 +265,7 @@ class ExampleIndex:
             opened.columns,
             path=Path(path),
             recall_at_10=opened.recall_at_10,
+            recall_queries=opened.recall_queries,
             device=device,
             build=opened.manifest.build,
             writer=opened.writer,
@@ -380,6 +386,7 @@ class ExampleIndex:
             "factory": self.factory,
             "nprobe": self._vectors.nprobe,
             "recall_at_10": self.recall_at_10,
+            "recall_queries": self.recall_queries,
             "mmap": self._build_params.mmap,
             "vectors_in_memory": self._vectors.holds_exact_vectors,
             "labels": labels,
@@ -594,6 +601,7 @@ class ExampleIndex:
             vectors_sha256=write_vector_file(layout, self._vectors),
             nprobe=self._vectors.nprobe,
             recall_at_10=self.recall_at_10,
+            recall_queries=self.recall_queries,
             build_factory=self._build_params.factory,
             recall_target=self._build_params.recall_target,
             seed=self._build_params.seed,
@@ -643,6 +651,50 @@ class ExampleIndex:
             return []
         slots: list[int] = self._columns.slots_of_rows(np.array(rows, np.int64)).tolist()
         return slots
+
+    def tune(self, queries: Sequence[str] | npt.ArrayLike, *, target: float | None = None) -> float:
+        """Measure the vector search's recall@10 on real queries; tune an IVF index's nprobe.
+
+        The build can only measure recall on stored rows, each hidden from its own search, and
+        on a corpus of near-duplicates that overstates what new queries get. ``queries``, texts
+        (encoded here) or their vectors, should be queries as users send them, not stored rows.
+        An IVF index probes as many lists as reach ``target`` (default: the build's
+        ``recall_target``), never fewer than 16; other indexes are only measured. Returns the
+        recall, which :meth:`info` and, after :meth:`save`, the manifest report with the number
+        of queries that measured it. A read-only index is tuned in memory only.
+        """
+        goal = self._build_params.recall_target if target is None else target
+        if not 0 < goal <= 1:
+            raise ConfigError(f"target must be in (0, 1], not {goal}")
+        if isinstance(queries, str):
+            queries = [queries]
+        if isinstance(queries, Sequence) and queries and all(isinstance(q, str) for q in queries):
+            vectors = self.encode_queries([str(q) for q in queries])
+        else:
+            vectors = self.check_query_vectors(queries)
+        if not len(vectors):
+            raise QueryError("give at least one query to measure recall on")
+        if len(self) < _RECALL_K:
+            raise ConfigError(
+                f"this index holds {len(self)} examples; recall@{_RECALL_K} needs at least "
+                f"{_RECALL_K}"
+            )
+        self._follow_writer()
+        with self._lock.write():  # nprobe changes under it; searches wait
+            rows, stored = self._store.all_embeddings()
+            _, exact = exact_search(vectors, stored, _RECALL_K)
+            stats = self._vectors.tune(
+                vectors,
+                rows[exact],
+                _RECALL_K,
+                goal,
+                vectors_of=lambda wanted: stored[np.searchsorted(rows, wanted)],
+            )
+            # An exact index finds every neighbour; it reports no recall of its own.
+            recall = 1.0 if stats.recall_at_10 is None else stats.recall_at_10
+            self.recall_at_10 = recall
+            self.recall_queries = len(vectors)
+        return recall
 
     def encode_queries(self, queries: Sequence[str]) -> Floats:
         """Validate and encode query texts (empty or whitespace-only queries raise)."""

@@ -106,6 +106,9 @@ class Manifest:
     vectors_sha256: str
     nprobe: int | None = None
     recall_at_10: float | None = None
+    #: How many real queries measured ``recall_at_10`` (:meth:`ExampleIndex.tune`); ``None``: the
+    #: build measured it on stored rows held out from their own search, which overstates it.
+    recall_queries: int | None = None
     #: What the build asked for, which rebuilds repeat: the factory (``None``: chosen by size;
     #: ``factory`` above is the one in use), the recall@10 target of IVF tuning and the seed.
     build_factory: str | None = None
@@ -133,6 +136,11 @@ class Manifest:
         recall = self.recall_at_10
         ok = recall is None or (isinstance(recall, (int, float)) and not isinstance(recall, bool))
         _check_field("recall_at_10", recall, ok, "null or a number")
+        counted = self.recall_queries
+        ok = counted is None or (
+            isinstance(counted, int) and not isinstance(counted, bool) and counted >= 1
+        )
+        _check_field("recall_queries", counted, ok, "null or a whole number of at least 1")
         built = self.build_factory
         _check_field("build_factory", built, built is None or isinstance(built, str), "a string")
         target = self.recall_target
@@ -268,6 +276,8 @@ class OpenedIndex:
     #: How many rows the vector file lagged the store by (now reconciled in memory).
     drift: int
     recall_at_10: float | None
+    #: How many real queries measured it (``None``: stored rows at build, or a rebuild).
+    recall_queries: int | None
     #: The writer lock, or ``None`` for a read-only opener.
     writer: WriterLock | None
 
@@ -291,7 +301,7 @@ def open_index(
         store = ExampleStore(layout.store, dim=manifest.dim, mode="read" if read_only else "write")
         try:
             columns = _read_columns(layout, manifest, store)
-            vectors, drift, recall = _load_vectors(layout, manifest, columns, store)
+            vectors, drift, recall, counted = _load_vectors(layout, manifest, columns, store)
         except BaseException:
             store.close()
             raise
@@ -299,7 +309,7 @@ def open_index(
         if writer is not None:
             writer.release()
         raise
-    return OpenedIndex(manifest, store, columns, vectors, drift, recall, writer)
+    return OpenedIndex(manifest, store, columns, vectors, drift, recall, counted, writer)
 
 
 def _check_encoder(
@@ -341,8 +351,12 @@ def _read_columns(layout: IndexLayout, manifest: Manifest, store: ExampleStore) 
 
 def _load_vectors(
     layout: IndexLayout, manifest: Manifest, columns: Columns, store: ExampleStore
-) -> tuple[VectorIndex, int, float | None]:
-    """The vector index in step with ``columns``, how many rows the file lagged, its recall."""
+) -> tuple[VectorIndex, int, float | None, int | None]:
+    """The vector index in step with ``columns``, how many rows the file lagged, its recall.
+
+    The recall is the recall@10 and how many real queries measured it (``None`` after a
+    rebuild, which measures it on stored rows).
+    """
     problem: str | None = None
     if not layout.vectors.is_file():
         problem = "is missing"
@@ -358,7 +372,7 @@ def _load_vectors(
         else:
             drift = _reconcile(vectors, columns, store) if vectors.dim == manifest.dim else None
             if drift is not None:
-                return vectors, drift, manifest.recall_at_10
+                return vectors, drift, manifest.recall_at_10, manifest.recall_queries
             problem = "does not hold vectors this index can use"
     build = manifest.build
     rebuilt, recall = build_vectors(
@@ -372,7 +386,7 @@ def _load_vectors(
     )
     if rebuilt.factory == manifest.factory and manifest.nprobe:
         rebuilt.nprobe = min(rebuilt.nlist, max(rebuilt.nprobe or 1, manifest.nprobe))
-    return rebuilt, columns.live, recall
+    return rebuilt, columns.live, recall, None
 
 
 def _reconcile(vectors: VectorIndex, columns: Columns, store: ExampleStore) -> int | None:
