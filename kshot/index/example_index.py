@@ -191,7 +191,8 @@ class ExampleIndex:
         # The vector index is built (FAISS releases the GIL) while this thread fills the store and
         # the columns: each takes about half of a large build. A fresh store numbers rows from
         # its next row on, so the vector index knows them before the store has written them.
-        rows = np.arange(store.next_row, store.next_row + len(batch), dtype=np.int64)
+        first_row = store.next_row
+        rows = np.arange(first_row, first_row + len(batch), dtype=np.int64)
         vector_build = Background(
             functools.partial(
                 _build_vectors_under,
@@ -680,6 +681,9 @@ class ExampleIndex:
                 f"{_RECALL_K}"
             )
         self._follow_writer()
+        if self._vectors.exact:  # finds every neighbour: nothing to read or search
+            self.recall_at_10, self.recall_queries = 1.0, len(vectors)
+            return 1.0
         with self._lock.write():  # nprobe changes under it; searches wait
             rows, stored = self._store.all_embeddings()
             _, exact = exact_search(vectors, stored, _RECALL_K)
@@ -690,11 +694,9 @@ class ExampleIndex:
                 goal,
                 vectors_of=lambda wanted: stored[np.searchsorted(rows, wanted)],
             )
-            # An exact index finds every neighbour; it reports no recall of its own.
-            recall = 1.0 if stats.recall_at_10 is None else stats.recall_at_10
-            self.recall_at_10 = recall
-            self.recall_queries = len(vectors)
-        return recall
+            assert stats.recall_at_10 is not None  # measured: the index is not exact
+            self.recall_at_10, self.recall_queries = stats.recall_at_10, len(vectors)
+        return stats.recall_at_10
 
     def encode_queries(self, queries: Sequence[str]) -> Floats:
         """Validate and encode query texts (empty or whitespace-only queries raise)."""

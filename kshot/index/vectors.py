@@ -237,6 +237,11 @@ class VectorIndex:
         return int(faiss.extract_index_ivf(self._index).nlist)
 
     @property
+    def exact(self) -> bool:
+        """Whether every search finds the true neighbours (a flat scan of exact vectors)."""
+        return self.factory == "Flat"
+
+    @property
     def compressed(self) -> bool:
         """Whether the index ranks by lossy codes (its callers re-score with exact vectors)."""
         return is_compressed(self.factory)
@@ -450,6 +455,8 @@ class VectorIndex:
     ) -> SearchStats:
         """Measure recall@k against ``exact_rows``; an IVF index raises ``nprobe`` to ``target``.
 
+        An exact index is not measured (its recall is 1); the others, graphs included, are.
+
         The recall is that of :meth:`search_refined` (what selectors get) with ``vectors_of``
         giving exact vectors, or of FAISS's own ranking without it. When ``queries`` are stored
         vectors, pass their rows as ``held_out``: they are hidden from the search (and must be
@@ -464,7 +471,7 @@ class VectorIndex:
             return hits / exact_rows.size
 
         if not self.factory.startswith("IVF"):
-            if not self.compressed:
+            if self.exact:
                 return SearchStats()
             recall = recall_now()
             logger.info("measured %s: recall@%d %.3f", self.factory, k, recall)

@@ -129,3 +129,13 @@ def test_the_manifest_refuses_a_bad_query_count(bad: object) -> None:
               "generation": 1, "vectors_sha256": "x"}  # fmt: skip
     with pytest.raises(IndexFormatError, match="recall_queries"):
         Manifest(**fields, recall_queries=bad)  # type: ignore[arg-type]
+
+
+def test_a_graph_index_is_measured_not_taken_as_exact(corpus) -> None:
+    rows, vectors = corpus
+    index = ExampleIndex.build(rows, HashingEncoder(DIM), embeddings=vectors, factory="HNSW8,Flat")
+    queries = _clustered(100, 4)
+    recall = index.tune(queries)
+    assert recall < 1.0  # an 8-link graph on these vectors misses neighbours
+    assert recall == pytest.approx(_recall(index, queries, vectors))
+    assert index.info()["recall_queries"] == 100
