@@ -12,10 +12,10 @@ from kshot.bench.speed import table
 from kshot.bench.speed.table import Cell, run_table
 
 
-def _row(n: int, spec: str) -> dict[str, Any]:
+def _row(n: int, spec: str, *, corpus_measured: bool = True) -> dict[str, Any]:
     memory = {"rss_mb": 900.0, "rss_anon_mb": 300.0, "peak_rss_mb": 1500.0}
     timing = {"p50_ms": 1.25, "p99_ms": 4.5}
-    return {
+    row: dict[str, Any] = {
         "n": n,
         "factory": spec,
         "build": {
@@ -34,6 +34,10 @@ def _row(n: int, spec: str) -> dict[str, Any]:
             "mmr": timing,
         },
     }
+    if corpus_measured:
+        row["build"]["before_build"] = {**memory, "rss_mb": 400.0}
+        row["build"]["after_build_corpus_freed"] = {**memory, "rss_mb": 600.0}
+    return row
 
 
 def test_cells_parse_factory_and_mmap() -> None:
@@ -52,7 +56,9 @@ def test_a_rerun_skips_finished_cells_and_measures_the_rest(
     folder = tmp_path / "scale_table"
     folder.mkdir()
     done = Cell(1000, "default")
-    (folder / f"{done.slug}.json").write_text(json.dumps(_row(1000, "default")))
+    # A cell measured before the corpus was freed and measured apart shows '-' there.
+    old = _row(1000, "default", corpus_measured=False)
+    (folder / f"{done.slug}.json").write_text(json.dumps(old))
     ran: list[tuple[str, str]] = []
 
     def phase(cell: Cell, name: str, work: Path, nice: int) -> dict[str, Any]:
@@ -69,7 +75,8 @@ def test_a_rerun_skips_finished_cells_and_measures_the_rest(
     markdown = (tmp_path / "scale_table.md").read_text().splitlines()
     assert len(markdown) == 4
     assert "| 1,000 | `IVF8,SQ8@mmap` | `IVF512,PQ48` (32) | 12.0 |" in markdown[3]
-    assert "| 900 (300) | 1,500 |" in markdown[3] and "| 1.25 / 4.50 |" in markdown[3]
+    assert "| 900 (300) | - | 1,500 |" in markdown[2]
+    assert "| 900 (300) | 600 | 1,500 (1,100) |" in markdown[3] and "| 1.25 / 4.50 |" in markdown[3]
     assert markdown[3].endswith("| 0.900 (0.910) |")
     ran.clear()
     run_table([1000], ["default", "IVF8,SQ8@mmap"], tmp_path)
