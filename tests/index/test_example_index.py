@@ -524,6 +524,7 @@ def one_nn_accuracy(index: ExampleIndex, queries: list[Example]) -> float:
     return hits / len(queries)
 
 
+@pytest.mark.slow  # embeds a few thousand rows with the real MiniLM: about 30 s
 def test_banking77_subset_nearest_neighbour_accuracy(
     minilm: SentenceTransformerEncoder,
     banking_train: list[Example],
