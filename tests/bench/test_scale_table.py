@@ -67,6 +67,7 @@ def test_a_rerun_skips_finished_cells_and_measures_the_rest(
         return dict(row["build"] if name == "build" else row["load"])
 
     monkeypatch.setattr(table, "_run_phase", phase)
+    monkeypatch.setattr(table, "_cache_embeddings", lambda: None)
     rows = run_table([1000], ["default", "IVF8,SQ8@mmap"], tmp_path)
     assert ran == [("IVF8,SQ8@mmap", "build"), ("IVF8,SQ8@mmap", "load")]
     assert [r["factory"] for r in rows] == ["default", "IVF8,SQ8@mmap"]
@@ -96,6 +97,7 @@ def test_a_run_of_another_size_keeps_the_rows_of_the_others(
         return dict(row["build"] if name == "build" else row["load"])
 
     monkeypatch.setattr(table, "_run_phase", phase)
+    monkeypatch.setattr(table, "_cache_embeddings", lambda: None)
     rows = run_table([3000], ["default"], tmp_path)
     assert [(r["n"], r["factory"]) for r in rows] == [
         (1000, "default"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,13 +67,11 @@ def load_data(n: int, config: SpeedConfig, encode: Callable[[list[str]], Floats]
     MiniLM is loaded only if some of them are not cached yet (a fresh machine).
     """
     texts, queries = corpus_texts(max(n, config.embed_rows), HELD_OUT_QUERIES, config.seed)
-    loaded: list[Any] = []
+    # Local, so that the model is freed when this returns and no later memory figure holds it.
+    minilm = functools.cache(minilm_encoder)
 
     def _minilm(chunk: list[str]) -> Floats:
-        if not loaded:
-            logger.info("embeddings not cached: loading MiniLM to compute them once")
-            loaded.append(minilm_encoder())
-        vectors: Floats = loaded[0].encode(chunk)
+        vectors: Floats = minilm().encode(chunk)
         return vectors
 
     enc = encode or _minilm
