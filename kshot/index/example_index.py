@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from kshot._version import __version__
 from kshot.errors import ConfigError, DataError, NotFoundError, QueryError, ReadOnlyError
+from kshot.index.assign import SharedAssignment
 from kshot.index.background import Background
 from kshot.index.batch import ExampleBatch, batch_of_rows, check_unique_ids
 from kshot.index.columns import Columns, batch_of
@@ -193,6 +194,7 @@ class ExampleIndex:
         # its next row on, so the vector index knows them before the store has written them.
         first_row = store.next_row
         rows = np.arange(first_row, first_row + len(batch), dtype=np.int64)
+        assignment = SharedAssignment(vectors)
         vector_build = Background(
             functools.partial(
                 _build_vectors_under,
@@ -204,6 +206,7 @@ class ExampleIndex:
                 recall_target,
                 seed,
                 fallback=factory is None,
+                assignment=assignment,
             ),
             name="kshot-build-vectors",
         )
@@ -225,10 +228,13 @@ class ExampleIndex:
         del batch  # the columns and the store hold what the index needs of it
         if not np.array_equal(columns.live_rows(), rows):
             raise RuntimeError("the store numbered the built rows other than expected")
+        # Done with the store: take a share of assigning the vectors to IVF lists rather than
+        # wait for the vector thread to do it all (half of a large build; kshot.index.assign).
+        assignment.help()
         vector_index, recall = vector_build.result()
         # The vector index holds its own copy now; the caller's array (or our normalised copy)
         # is not kept.
-        del vectors, vector_build
+        del vectors, vector_build, assignment
         index = cls(
             store, encoder, encoder.name, vector_index, columns, recall_at_10=recall, build=params
         )

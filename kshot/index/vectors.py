@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from kshot._ranking import top_k
 from kshot.errors import ConfigError, IndexFormatError
+from kshot.index.assign import SharedAssignment
 from kshot.index.factories import (
     APPROX_THRESHOLD,
     choose_factory,
@@ -284,6 +285,32 @@ class VectorIndex:
                 np.ascontiguousarray(vectors, dtype=np.float32),
                 np.ascontiguousarray(rows, dtype=np.int64),
             )
+
+    @property
+    def quantizer(self) -> Any:
+        """The trained coarse quantizer of a bare IVF index, else ``None``.
+
+        "Bare": the index is the IVF itself, with no transform before it (``OPQ16,IVF...``),
+        so a vector's list is the quantizer's answer for the vector as given.
+        """
+        top = faiss.downcast_index(self._index)
+        if not isinstance(top, faiss.IndexIVF) or not self.is_trained:
+            return None
+        return top.quantizer
+
+    def add_assigned(self, rows: Ints, vectors: Floats, lists: Ints) -> None:
+        """Add vectors to the IVF lists given (their :attr:`quantizer` answers, computed ahead).
+
+        The second half of FAISS's own ``add``, whose first half is the assignment: see
+        :mod:`kshot.index.assign`.
+        """
+        ivf: Any = faiss.downcast_index(self._index)  # an IndexIVF, unlike its stub's Index
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = np.ascontiguousarray(rows, dtype=np.int64)
+        assigned = np.ascontiguousarray(lists, dtype=np.int64)
+        with self._lock:
+            self._own()
+            ivf.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assigned))
 
     def reconstruct(self, rows: Ints) -> Floats:
         """The vectors held under ``rows``, in order; every row must be held.
@@ -560,6 +587,7 @@ def build_vectors(
     problem: str = "",
     *,
     fallback: bool = False,
+    assignment: SharedAssignment | None = None,
 ) -> tuple[VectorIndex, float | None]:
     """Build the vector index of ``vectors`` keyed by ``rows``; return it and its recall@10.
 
@@ -568,54 +596,65 @@ def build_vectors(
     says both in one line. IVF indexes get ``nprobe`` tuned to ``recall_target`` on held-out rows,
     compressed ones their recall measured there. With ``fallback`` (the factory was only chosen
     by size, not asked for) an IVF index that needs more than a quarter of its lists probed is
-    replaced by an exact one. ``rows`` must be ascending.
+    replaced by an exact one. ``rows`` must be ascending. ``assignment`` (of ``vectors``) lets
+    other threads help assign them to IVF lists; it is opened or closed before this returns.
     """
-    notes = [problem] if problem else []
-    fitted = fit_factory(factory, len(vectors))
-    if fitted != factory:
-        notes.append(
-            f"{factory} needs at least as many vectors as lists and there are {len(vectors)}: "
-            f"using {fitted}"
-        )
-    index = VectorIndex.create(dim, fitted)
-    rng = np.random.default_rng(seed)
-    if not index.is_trained:
-        # k-means needs about 40 points per list (FAISS warns below 39); more only costs time.
-        size = min(len(vectors), max(40 * index.nlist, 10_000))
-        try:
-            index.train(vectors[rng.choice(len(vectors), size=size, replace=False)])
-        except RuntimeError as exc:  # FAISS asserts: too few vectors for its codebooks
+    assignment = SharedAssignment(vectors) if assignment is None else assignment
+    try:
+        notes = [problem] if problem else []
+        fitted = fit_factory(factory, len(vectors))
+        if fitted != factory:
             notes.append(
-                f"{fitted} cannot be trained on {len(vectors)} vectors "
-                f"({str(exc).strip().splitlines()[-1]}): using an exact index"
+                f"{factory} needs at least as many vectors as lists and there are {len(vectors)}: "
+                f"using {fitted}"
             )
-            index = VectorIndex.create(dim, "Flat")
-    if notes:
-        logger.warning("; ".join(notes))
-    index.add(rows, vectors)
-    if index.factory.startswith("IVF") or index.compressed:
-        picks = rng.choice(
-            len(vectors), size=min(len(vectors) // 2, _RECALL_QUERIES), replace=False
-        )
-        exact = held_out_neighbours(vectors[picks], vectors, 10, picks)
-        stats = index.tune(
-            vectors[picks],
-            rows[exact],
-            10,
-            recall_target,
-            vectors_of=lambda wanted: vectors[np.searchsorted(rows, wanted)],
-            held_out=rows[picks],
-        )
-        if fallback and index.nprobe and index.nprobe > index.nlist // 4:
-            # Vectors without cluster structure: IVF would scan most lists anyway, slower than an
-            # exact scan.
-            logger.warning(
-                "%s needs nprobe %d of %d lists for recall@10 %.2f; using an exact index",
-                fitted,
-                index.nprobe,
-                index.nlist,
+        index = VectorIndex.create(dim, fitted)
+        rng = np.random.default_rng(seed)
+        if not index.is_trained:
+            # k-means needs about 40 points per list (FAISS warns below 39); more only costs time.
+            size = min(len(vectors), max(40 * index.nlist, 10_000))
+            try:
+                index.train(vectors[rng.choice(len(vectors), size=size, replace=False)])
+            except RuntimeError as exc:  # FAISS asserts: too few vectors for its codebooks
+                notes.append(
+                    f"{fitted} cannot be trained on {len(vectors)} vectors "
+                    f"({str(exc).strip().splitlines()[-1]}): using an exact index"
+                )
+                index = VectorIndex.create(dim, "Flat")
+        if notes:
+            logger.warning("; ".join(notes))
+        quantizer = index.quantizer
+        if quantizer is None:
+            assignment.close()
+            index.add(rows, vectors)
+        else:
+            assignment.open(quantizer)
+            index.add_assigned(rows, vectors, assignment.lists())
+        if index.factory.startswith("IVF") or index.compressed:
+            picks = rng.choice(
+                len(vectors), size=min(len(vectors) // 2, _RECALL_QUERIES), replace=False
+            )
+            exact = held_out_neighbours(vectors[picks], vectors, 10, picks)
+            stats = index.tune(
+                vectors[picks],
+                rows[exact],
+                10,
                 recall_target,
+                vectors_of=lambda wanted: vectors[np.searchsorted(rows, wanted)],
+                held_out=rows[picks],
             )
-            return build_vectors(dim, rows, vectors, "Flat", recall_target, seed)
-        return index, stats.recall_at_10
-    return index, None
+            if fallback and index.nprobe and index.nprobe > index.nlist // 4:
+                # Vectors without cluster structure: IVF would scan most lists anyway, slower
+                # than an exact scan.
+                logger.warning(
+                    "%s needs nprobe %d of %d lists for recall@10 %.2f; using an exact index",
+                    fitted,
+                    index.nprobe,
+                    index.nlist,
+                    recall_target,
+                )
+                return build_vectors(dim, rows, vectors, "Flat", recall_target, seed)
+            return index, stats.recall_at_10
+        return index, None
+    finally:
+        assignment.close()  # helpers waiting on an index that failed to build go back to work
