@@ -52,7 +52,11 @@ def two_level_centroids(sample: Floats, nlist: int, niter: int, seed: int) -> Fl
     """``nlist`` unit centroids: ``sqrt(nlist)`` coarse clusters, each split by its share."""
     dim = sample.shape[1]
     coarse = max(1, round(float(np.sqrt(nlist))))
-    top = faiss.Kmeans(dim, coarse, niter=niter, seed=seed, spherical=True)
+    # Every sample point trains (FAISS would subsample to 256 a centroid at the coarse level).
+    every = len(sample)
+    top = faiss.Kmeans(
+        dim, coarse, niter=niter, seed=seed, spherical=True, max_points_per_centroid=every
+    )
     top.train(sample)
     _, assigned = top.index.search(sample, 1)
     owner = assigned[:, 0]
@@ -68,7 +72,14 @@ def two_level_centroids(sample: Floats, nlist: int, niter: int, seed: int) -> Fl
         if share >= len(points):  # a cluster with fewer points than its share keeps them all
             parts.append(points[:share])
             continue
-        sub = faiss.Kmeans(dim, share, niter=niter, seed=seed + 1 + cluster, spherical=True)
+        sub = faiss.Kmeans(
+            dim,
+            share,
+            niter=niter,
+            seed=seed + cluster,
+            spherical=True,
+            max_points_per_centroid=every,
+        )
         sub.train(points)
         parts.append(sub.centroids)
     return np.vstack(parts).astype(np.float32)
