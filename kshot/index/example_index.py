@@ -64,10 +64,9 @@ from kshot.index.persistence import (
 )
 from kshot.index.slots import SlotView
 from kshot.index.store import ExampleStore
+from kshot.index.vector_build import BuildParams, build_vectors
 from kshot.index.vectors import (
-    BuildParams,
     VectorIndex,
-    build_vectors,
     caller_threads,
     choose_factory,
     exact_search,

@@ -49,7 +49,8 @@ from kshot.index.columns import Columns
 from kshot.index.encoder import Encoder
 from kshot.index.lock import WriterLock
 from kshot.index.store import ExampleStore
-from kshot.index.vectors import BuildParams, VectorIndex, build_vectors
+from kshot.index.vector_build import BuildParams, build_vectors
+from kshot.index.vectors import VectorIndex
 
 __all__ = [
     "FORMAT",

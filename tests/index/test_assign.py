@@ -11,7 +11,8 @@ import pytest
 
 from kshot.errors import ConfigError
 from kshot.index.assign import SharedAssignment
-from kshot.index.vectors import VectorIndex, build_vectors
+from kshot.index.vector_build import build_vectors
+from kshot.index.vectors import VectorIndex
 
 DIM = 16
 

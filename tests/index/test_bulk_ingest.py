@@ -28,7 +28,8 @@ from kshot.index.batch import ExampleBatch, batch_of_rows
 from kshot.index.encoder import HashingEncoder
 from kshot.index.example_index import ExampleIndex
 from kshot.index.filters import _PUNCTUATION_TO_SPACE, normalize_text
-from kshot.index.vectors import exact_search, held_out_neighbours
+from kshot.index.vector_build import held_out_neighbours
+from kshot.index.vectors import exact_search
 from kshot.selector import build_selector
 from kshot.types import Example, as_example
 
@@ -251,10 +252,10 @@ def test_held_out_neighbours_equal_exact_search(
 
 
 def test_held_out_neighbours_work_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kshot.index import vectors as vectors_module
+    from kshot.index import vector_build
 
     # Blocks of 1,024 vectors: the corpus spans several, and most candidates are pruned.
-    monkeypatch.setattr(vectors_module, "_BLOCK_FLOATS", 1)
+    monkeypatch.setattr(vector_build, "SCORE_BLOCK_FLOATS", 1)
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(5_000, 16)).astype(np.float32)
     vectors[4_000:] = vectors[:1_000]  # ties across blocks
