@@ -36,12 +36,12 @@ def held_out_neighbours(
 ) -> npt.NDArray[np.int64]:
     """Positions of each query's exact top-k among ``vectors`` outside ``hidden``, best first.
 
-    The positions :func:`exact_search` returns with ``valid`` everywhere but ``hidden`` (ties to
-    the lower position), computed for a few hundred queries over a whole corpus, as the recall
-    measurement of a build needs: the vectors go through in blocks, each read once (not once
-    per block of queries), and after the first block a vector becomes a candidate only when it
-    scores at least a query's k-th best so far, so the rest of the corpus costs one matrix
-    product and one comparison, not a partition per query.
+    The positions :func:`~kshot.index.vectors.exact_search` returns with ``valid`` everywhere but
+    ``hidden`` (ties to the lower position), computed for a few hundred queries over a whole
+    corpus, as the recall measurement of a build needs: the vectors go through in blocks, each
+    read once (not once per block of queries), and after the first block a vector becomes a
+    candidate only when it scores at least a query's k-th best so far, so the rest of the corpus
+    costs one matrix product and one comparison, not a partition per query.
     """
     n, m = len(vectors), len(queries)
     hide = np.zeros(n, np.bool_)
