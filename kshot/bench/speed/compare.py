@@ -149,7 +149,6 @@ def compare_at(n: int, config: SpeedConfig, real_encoder: Any | None) -> dict[st
 
 
 def short_results(index: Any, qv: Floats, fetch_k: int) -> dict[str, Any]:
-    """Exact top-``fetch_k`` ids and scores of each query vector (the shared candidates)."""
     """How often the tuned index returns fewer valid rows than asked (IVF cells run dry)."""
     want = fetch_k + max(4, fetch_k // 2)  # the first fetch of ranked_with_refill
     with index.reading():
