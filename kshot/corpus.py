@@ -12,6 +12,7 @@ not counted) for CSV, TSV and Parquet.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -138,17 +139,19 @@ def read_corpus(
         rows = _parquet_rows(file)
 
     extra = tuple(metadata_fields) if metadata_fields is not None else ()
-    read = list(rows)
-    from_label = output_field is None and not any(DEFAULT_OUTPUT_FIELD in row for _, row in read)
+    # Rows are converted as they are read, so that only one parsed row exists at a time: a
+    # million parsed rows held at once would cost more memory than the examples themselves.
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    for number, row in read:
+    any_output = False
+    for number, row in rows:
+        any_output = any_output or DEFAULT_OUTPUT_FIELD in row
         example = _to_example(
             file,
             number,
             row,
             input_field=input_field,
-            output_field=label_field if from_label else output_field or DEFAULT_OUTPUT_FIELD,
+            output_field=output_field or DEFAULT_OUTPUT_FIELD,
             label_field=label_field,
             id_field=id_field,
             metadata_fields=extra,
@@ -162,6 +165,10 @@ def read_corpus(
                     "ids must be unique within a file"
                 )
         examples.append(example)
+    from_label = output_field is None and not any_output
+    if from_label:
+        # No row had an output: each answer is its label's text (a missing label: "").
+        examples = [dataclasses.replace(e, output=e.label or "") for e in examples]
     if not examples:
         raise DataError(f"{file} holds no examples")
     if from_label:
@@ -208,23 +215,30 @@ def write_jsonl(examples: Iterable[Example], path: str | os.PathLike[str]) -> in
 
 
 def _json_rows(file: Path) -> _Rows:
-    text = file.read_text(encoding="utf-8-sig")
-    if file.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file}: malformed JSON at line {exc.lineno}: {exc.msg}") from exc
-        for number, row in enumerate(data, start=1):
+    with file.open(encoding="utf-8-sig") as handle:
+        if file.suffix.lower() == ".json":
+            text = handle.read()
+            if text.lstrip().startswith("["):
+                try:
+                    data = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise DataError(
+                        f"{file}: malformed JSON at line {exc.lineno}: {exc.msg}"
+                    ) from exc
+                for number, row in enumerate(data, start=1):
+                    yield number, _require_object(file, number, row)
+                return
+            lines: Iterable[str] = text.split("\n")  # as reading the lines would split
+        else:
+            lines = handle  # JSON lines are read a line at a time, never the whole file at once
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{file}: malformed JSON on line {number}: {exc.msg}") from exc
             yield number, _require_object(file, number, row)
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file}: malformed JSON on line {number}: {exc.msg}") from exc
-        yield number, _require_object(file, number, row)
 
 
 def _require_object(file: Path, number: int, row: object) -> Mapping[str, Any]:

@@ -41,7 +41,7 @@ PromptFormat = Literal["text", "chat"]
 ChatMessage = Mapping[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """One solved example of the corpus.
 

@@ -127,6 +127,19 @@ def test_blank_lines_are_skipped_and_bom_is_ignored(tmp_path: Path) -> None:
     assert [e.input for e in read_examples(path)] == ["a", "b"]
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_unicode_line_separators_inside_a_json_line_stay_in_its_text(
+    tmp_path: Path, suffix: str
+) -> None:
+    # json.dumps(..., ensure_ascii=False) writes U+2028 and U+0085 as they are; only "\n" ends
+    # a JSON line.
+    texts = ["one\u2028two", "three\x85four\x0cfive"]
+    path = tmp_path / f"c{suffix}"
+    lines = [json.dumps({"input": text}, ensure_ascii=False) for text in texts]
+    path.write_text("\r\n".join(lines) + "\n", encoding="utf-8")
+    assert [e.input for e in read_examples(path)] == texts
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 
@@ -156,6 +169,13 @@ def test_labels_stand_in_for_a_missing_output_column(tmp_path: Path, suffix: str
         ("7", "7"),
     ]
     assert read_examples(path, input_field="text", label_field="intent") == corpus.examples
+
+
+def test_rows_without_a_label_get_no_output_when_labels_stand_in(tmp_path: Path) -> None:
+    rows = [{"input": "a", "label": "x"}, {"input": "b"}, {"input": "c", "label": ""}]
+    corpus = read_corpus(_write_jsonl(tmp_path / "c.jsonl", rows))
+    assert corpus.outputs_from_label
+    assert [(e.output, e.label) for e in corpus.examples] == [("x", "x"), ("", None), ("", None)]
 
 
 def test_an_output_column_wins_over_labels(tmp_path: Path) -> None:
