@@ -8,7 +8,13 @@ before it), the second loads it read-only and measures resident memory after the
 per-query p50/p99 of ``similarity`` and ``mmr`` on held-out queries, and recall@10 of the vector
 search the selectors use against exact search over every vector. Resident memory is given
 whole and as its anonymous part: a memory-mapped file's pages count as resident once read, but
-the OS reclaims them.
+the OS reclaims them. The build's peak is given whole (the kernel's high-water mark) and as its
+anonymous part (sampled every 5 ms).
+
+A cell builds from the benchmark's corpus in memory (texts and one float32 array), or, with
+``@files``, the way ``kshot index build corpus.jsonl --embeddings vectors.npy`` does: a first
+process writes the corpus and its vectors to files, the build process reads the JSON lines into
+examples and maps the ``.npy`` file, so the caller's vectors are file pages, not process memory.
 
 Every finished cell is written to ``OUT/scale_table/`` at once, and a rerun skips the cells
 already there, so an interrupted run resumes where it stopped::
@@ -17,7 +23,8 @@ already there, so an interrupted run resumes where it stopped::
         --factories 'default;IVF1024,PQ48;IVF1024,PQ48@mmap;IVF4096,SQ8;default@mmap'
 
 A factory is a FAISS factory string (``default``: kshot's choice by size); ``@mmap`` makes the
-load map the vector file. The table is redrawn as ``OUT/scale_table.md`` after every cell.
+load map the vector file; ``@files`` builds from files (both: ``default@mmap@files``). The
+table is redrawn as ``OUT/scale_table.md`` after every cell.
 """
 
 from __future__ import annotations
@@ -40,25 +47,32 @@ import numpy as np
 
 from kshot.bench.lookup import LookupEncoder
 from kshot.bench.speed.config import DIM, MODEL_NAME, SpeedConfig
-from kshot.bench.speed.data import examples, load_data
-from kshot.bench.speed.timing import Timer, peak_rss_mb, rss_mb
+from kshot.bench.speed.data import Data, examples, load_data
+from kshot.bench.speed.timing import AnonPeak, Timer, peak_rss_mb, rss_anon_mb, rss_mb
 
 __all__ = ["Cell", "main", "run_table", "write_table"]
 
 logger = logging.getLogger(__name__)
 
 _QUERIES = 200
-_MMAP = "@mmap"
+_FLAGS = ("mmap", "files")
 
 
 class Cell:
-    """One size and factory spec (``FACTORY`` or ``FACTORY@mmap``) of the table."""
+    """One size and factory spec (``FACTORY``, then ``@mmap`` and / or ``@files``) of the table."""
 
     def __init__(self, n: int, spec: str) -> None:
+        name, *flags = spec.split("@")
+        unknown = sorted(set(flags) - set(_FLAGS))
+        if unknown or not name:
+            raise ValueError(
+                f"factory spec {spec!r}: give a FAISS factory string or 'default', then "
+                f"optionally @{' @'.join(_FLAGS)}" + (f" (not @{unknown[0]})" if unknown else "")
+            )
         self.n = n
         self.spec = spec
-        self.mmap = spec.endswith(_MMAP)
-        name = spec.removesuffix(_MMAP)
+        self.mmap = "mmap" in flags
+        self.files = "files" in flags
         self.factory = None if name == "default" else name
 
     @property
@@ -67,52 +81,71 @@ class Cell:
         return f"{self.n}-{re.sub(r'[^A-Za-z0-9]+', '_', self.spec).strip('_')}"
 
 
-def _rss_anon_mb() -> float:
-    """The anonymous part of resident memory (Linux), in MiB; NaN elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def _memory() -> dict[str, float]:
-    return {"rss_mb": rss_mb(), "rss_anon_mb": _rss_anon_mb(), "peak_rss_mb": peak_rss_mb()}
+    return {"rss_mb": rss_mb(), "rss_anon_mb": rss_anon_mb(), "peak_rss_mb": peak_rss_mb()}
+
+
+def _exact_neighbours(data: Data, work: Path) -> None:
+    """Keep the held-out queries' exact neighbours for the load phase."""
+    from kshot.index.vectors import exact_search
+
+    _, exact = exact_search(data.query_vectors[:_QUERIES], data.vectors, 10)
+    np.save(work / "exact.npy", exact)
+
+
+def prepare_cell(cell: Cell, work: Path) -> dict[str, Any]:
+    """Write an ``@files`` cell's corpus (JSON lines) and its vectors (``.npy``) under ``work``."""
+    from kshot.corpus import write_jsonl
+    from kshot.types import Example
+
+    data = load_data(cell.n, SpeedConfig(), None)
+    _exact_neighbours(data, work)
+    rows = examples(data.texts)
+    written = write_jsonl((Example(**row) for row in rows), work / "corpus.jsonl")
+    np.save(work / "vectors.npy", data.vectors)
+    return {
+        "rows": written,
+        "corpus_mb": (work / "corpus.jsonl").stat().st_size / 2**20,
+        "vectors_mb": (work / "vectors.npy").stat().st_size / 2**20,
+    }
 
 
 def build_cell(cell: Cell, work: Path) -> dict[str, Any]:
     """Build and save the cell's index under ``work``; keep the exact neighbours for the load."""
-    from kshot.index.example_index import ExampleIndex
-    from kshot.index.vectors import exact_search
+    from kshot.corpus import read_corpus
 
-    config = SpeedConfig()
-    data = load_data(cell.n, config, None)
-    _, exact = exact_search(data.query_vectors[:_QUERIES], data.vectors, 10)
-    np.save(work / "exact.npy", exact)
     encoder = LookupEncoder(name=MODEL_NAME, dim=DIM, table={})
-    before = _memory()
-    started = time.perf_counter()
-    index = ExampleIndex.build(
-        examples(data.texts),
-        encoder,
-        embeddings=data.vectors,
-        factory=cell.factory,
-        mmap=cell.mmap,
-        show_progress=False,
-    )
-    build_s = time.perf_counter() - started
+    out: dict[str, Any] = {}
+    held: list[Any] = []  # what the caller holds of the corpus while the index is built
+    if cell.files:
+        before = _memory()
+        with AnonPeak() as peak:
+            started = time.perf_counter()
+            corpus = read_corpus(work / "corpus.jsonl").examples
+            vectors = np.load(work / "vectors.npy", mmap_mode="r")
+            out["read_s"] = time.perf_counter() - started
+            held += [corpus, vectors]
+            index, build_s = _timed_build(cell, corpus, encoder, vectors)
+            del corpus, vectors
+    else:
+        data = load_data(cell.n, SpeedConfig(), None)
+        _exact_neighbours(data, work)
+        held.append(data)
+        before = _memory()
+        with AnonPeak() as peak:
+            # The example rows are made inside the build's figures, as in the earlier cells.
+            index, build_s = _timed_build(cell, examples(data.texts), encoder, data.vectors)
+        del data
     memory = _memory()
-    # What the index itself holds: the benchmark's corpus (texts and a float32 copy of every
-    # vector, as a caller passing one array would hold) is dropped before this figure.
-    del data
+    # What the index itself holds: the caller's corpus (its rows, and its vectors: one float32
+    # array, or a mapped file's pages) is dropped before this figure.
+    held.clear()
     gc.collect()
     own = _memory()
     info = index.info()
     index.save(work / "index")
     index.close()
-    return {
+    return out | {
         "build_s": build_s,
         "rows_per_s": cell.n / build_s,
         "factory_used": info["factory"],
@@ -120,8 +153,26 @@ def build_cell(cell: Cell, work: Path) -> dict[str, Any]:
         "recall_at_10_manifest": info["recall_at_10"],
         "before_build": before,
         "after_build": memory,
+        "peak_anon_mb": peak.peak_mb,
         "after_build_corpus_freed": own,
     }
+
+
+def _timed_build(
+    cell: Cell, corpus: Any, encoder: LookupEncoder, vectors: Any
+) -> tuple[Any, float]:
+    from kshot.index.example_index import ExampleIndex
+
+    started = time.perf_counter()
+    index = ExampleIndex.build(
+        corpus,
+        encoder,
+        embeddings=vectors,
+        factory=cell.factory,
+        mmap=cell.mmap,
+        show_progress=False,
+    )
+    return index, time.perf_counter() - started
 
 
 def load_cell(cell: Cell, work: Path) -> dict[str, Any]:
@@ -206,6 +257,8 @@ def run_table(
         work.mkdir()
         logger.info("scale table: n=%d %s", cell.n, cell.spec)
         row = {"n": cell.n, "factory": cell.spec}
+        if cell.files:
+            row["files"] = _run_phase(cell, "prepare", work, nice)
         row["build"] = _run_phase(cell, "build", work, nice)
         row["load"] = _run_phase(cell, "load", work, nice)
         tmp = done.with_suffix(".tmp")
@@ -237,14 +290,20 @@ def _peak(build: dict[str, Any]) -> str:
     return f"{peak:,.0f}" if before is None else f"{peak:,.0f} ({peak - before['rss_mb']:,.0f})"
 
 
+def _peak_anon(build: dict[str, Any]) -> str:
+    """The sampled peak of anonymous memory during the build; '-' for cells measured before."""
+    peak = build.get("peak_anon_mb")
+    return "-" if peak is None else f"{peak:,.0f}"
+
+
 def write_table(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """The rows as a markdown table."""
     lines = [
         "| n | factory | used (nprobe) | build s | rows/s | RSS after build MiB (anon) "
-        "| without the corpus MiB | peak build MiB (above the corpus) "
+        "| without the corpus MiB | peak build MiB (above the corpus) | peak build anon MiB "
         "| RSS after load MiB (anon) | similarity p50/p99 ms "
         "| mmr p50/p99 ms | recall@10 held-out (manifest) |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         build, load = row["build"], row["load"]
@@ -255,7 +314,7 @@ def write_table(rows: Sequence[dict[str, Any]], path: Path) -> None:
             f"| {row['n']:,} | `{row['factory']}` | `{build['factory_used']}`{nprobe} "
             f"| {build['build_s']:.1f} | {build['rows_per_s']:,.0f} "
             f"| {build['after_build']['rss_mb']:,.0f} ({build['after_build']['rss_anon_mb']:,.0f}) "
-            f"| {_own(build)} | {_peak(build)} "
+            f"| {_own(build)} | {_peak(build)} | {_peak_anon(build)} "
             f"| {load['after_load']['rss_mb']:,.0f} ({load['after_load']['rss_anon_mb']:,.0f}) "
             f"| {load['similarity']['p50_ms']:.2f} / {load['similarity']['p99_ms']:.2f} "
             f"| {load['mmr']['p50_ms']:.2f} / {load['mmr']['p99_ms']:.2f} | {recall} |"
@@ -276,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="';'-separated FAISS factory strings ('default': by size), '@mmap' to map the file",
     )
     p.add_argument("--nice", type=int, default=0, help="run the cells at this niceness")
-    p.add_argument("--cell", choices=("build", "load"), help=argparse.SUPPRESS)
+    p.add_argument("--cell", choices=("prepare", "build", "load"), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -284,11 +343,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if a.cell:
         cell, work = Cell(a.n, a.spec), Path(a.work)
-        result = build_cell(cell, work) if a.cell == "build" else load_cell(cell, work)
+        phases = {"prepare": prepare_cell, "build": build_cell, "load": load_cell}
+        result = phases[a.cell](cell, work)
         (work / f"{a.cell}.json").write_text(json.dumps(result, indent=2, default=float))
         return 0
     sizes = [int(s) for s in a.sizes.split(",") if s.strip()]
     specs = [s.strip() for s in a.factories.split(";") if s.strip()]
+    for spec in specs:
+        try:
+            Cell(0, spec)
+        except ValueError as exc:
+            p.error(str(exc))
     run_table(sizes, specs, Path(a.out), nice=a.nice)
     logger.info("table in %s", Path(a.out) / "scale_table.md")
     return 0

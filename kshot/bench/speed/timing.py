@@ -6,6 +6,7 @@ import importlib
 import logging
 import os
 import resource
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,55 @@ def process_cpu_seconds(pid: int) -> float:
 def peak_rss_mb() -> float:
     """The peak resident memory of this process so far, in MiB."""
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
+def rss_anon_mb() -> float:
+    """The anonymous part of this process's resident memory now (Linux), in MiB; NaN elsewhere.
+
+    Unlike the whole resident set it leaves out the pages of memory-mapped files, which count as
+    resident once read but which the OS drops when memory runs short.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class AnonPeak:
+    """The highest anonymous resident memory seen while a ``with`` block runs, in MiB.
+
+    The kernel keeps a high-water mark of the whole resident set only (``ru_maxrss``), which
+    counts the pages of memory-mapped input files; this samples :func:`rss_anon_mb` on a thread
+    every ``interval`` seconds, so a peak that lasts less than that can be missed.
+    """
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak_mb = float("nan")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="kshot-anon-peak", daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            now = rss_anon_mb()
+            if not now <= self.peak_mb:  # also replaces the first NaN
+                self.peak_mb = now
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        now = rss_anon_mb()  # the block's last moment, after the thread's last sample
+        if not now <= self.peak_mb:
+            self.peak_mb = now
 
 
 def ratio(slow: float, fast: float) -> float:
